@@ -1,0 +1,251 @@
+// Crypto seam: Ed25519 and X25519 behind one interface (Node's built-in crypto or tweetnacl), plus the NaCl constructions [PLK-2.3].
+import {
+  createHash,
+  createPrivateKey,
+  createPublicKey,
+  diffieHellman,
+  type KeyObject,
+  sign as nodeSign,
+  verify as nodeVerify,
+} from 'node:crypto';
+import { blake2b } from '@noble/hashes/blake2.js';
+import nacl from 'tweetnacl';
+import { assertBytes, concatBytes, toHex } from './bytes.ts';
+import { PlushlinkError } from './errors.ts';
+import {
+  KEY_BYTES,
+  SEALED_KEY_BYTES,
+  SECRETBOX_MAC_BYTES,
+  SECRETBOX_NONCE_BYTES,
+  SIGNATURE_BYTES,
+} from './limits.ts';
+import type { RandomSource } from './types.ts';
+
+/**
+ * The primitive operations a PlushLink endpoint or gateway needs. Both implementations produce
+ * byte-identical results (Ed25519 per RFC 8032 is deterministic; X25519 per RFC 7748).
+ */
+export interface CryptoSuite {
+  readonly name: string;
+  /** Ed25519 public key for a 32-byte private seed. */
+  signPublicKey(seed: Uint8Array): Uint8Array;
+  /** Ed25519 signature (64 bytes) of `message` with the 32-byte private seed. */
+  sign(seed: Uint8Array, message: Uint8Array): Uint8Array;
+  verify(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean;
+  /** X25519 public key for a 32-byte secret. */
+  boxPublicKey(secret: Uint8Array): Uint8Array;
+  /** X25519 shared point; throws PLK_E_DECRYPT for an all-zero (small-order) result. */
+  x25519(secret: Uint8Array, publicKey: Uint8Array): Uint8Array;
+}
+
+// DER prefixes that wrap raw RFC 8410 keys so Node's KeyObject can load them.
+const ED_PKCS8 = Buffer.from('302e020100300506032b657004220420', 'hex');
+const ED_SPKI = Buffer.from('302a300506032b6570032100', 'hex');
+const X_PKCS8 = Buffer.from('302e020100300506032b656e04220420', 'hex');
+const X_SPKI = Buffer.from('302a300506032b656e032100', 'hex');
+
+function rawPublic(key: KeyObject): Uint8Array {
+  const der = key.export({ format: 'der', type: 'spki' });
+  return new Uint8Array(der.subarray(der.length - KEY_BYTES));
+}
+
+function isAllZero(b: Uint8Array): boolean {
+  let acc = 0;
+  for (const x of b) acc |= x;
+  return acc === 0;
+}
+
+/** Bounded cache of parsed public keys: the gateway verifies many clips per sender. */
+class KeyCache {
+  private readonly map = new Map<string, KeyObject>();
+  constructor(private readonly max: number) {}
+  get(raw: Uint8Array, make: () => KeyObject): KeyObject {
+    const k = toHex(raw);
+    let v = this.map.get(k);
+    if (!v) {
+      v = make();
+      if (this.map.size >= this.max) {
+        const first = this.map.keys().next().value;
+        if (first !== undefined) this.map.delete(first);
+      }
+      this.map.set(k, v);
+    }
+    return v;
+  }
+}
+
+/** Node's built-in crypto (OpenSSL): the hot-path default. */
+export function nodeCryptoSuite(): CryptoSuite {
+  const signers = new WeakMap<Uint8Array, KeyObject>();
+  const verifiers = new KeyCache(100_000);
+  const signer = (seed: Uint8Array): KeyObject => {
+    let k = signers.get(seed);
+    if (!k) {
+      k = createPrivateKey({ key: Buffer.concat([ED_PKCS8, seed]), format: 'der', type: 'pkcs8' });
+      signers.set(seed, k);
+    }
+    return k;
+  };
+  return {
+    name: 'node',
+    signPublicKey(seed) {
+      assertBytes(seed, 'seed', KEY_BYTES);
+      return rawPublic(createPublicKey(signer(seed)));
+    },
+    sign(seed, message) {
+      assertBytes(seed, 'seed', KEY_BYTES);
+      return new Uint8Array(nodeSign(null, message, signer(seed)));
+    },
+    verify(publicKey, message, signature) {
+      if (publicKey.length !== KEY_BYTES || signature.length !== SIGNATURE_BYTES) return false;
+      const key = verifiers.get(publicKey, () =>
+        createPublicKey({ key: Buffer.concat([ED_SPKI, publicKey]), format: 'der', type: 'spki' }),
+      );
+      try {
+        return nodeVerify(null, message, key, signature);
+      } catch {
+        return false;
+      }
+    },
+    boxPublicKey(secret) {
+      assertBytes(secret, 'secret', KEY_BYTES);
+      const k = createPrivateKey({ key: Buffer.concat([X_PKCS8, secret]), format: 'der', type: 'pkcs8' });
+      return rawPublic(createPublicKey(k));
+    },
+    x25519(secret, publicKey) {
+      assertBytes(secret, 'secret', KEY_BYTES);
+      assertBytes(publicKey, 'publicKey', KEY_BYTES);
+      try {
+        const privateKey = createPrivateKey({
+          key: Buffer.concat([X_PKCS8, secret]),
+          format: 'der',
+          type: 'pkcs8',
+        });
+        const pub = createPublicKey({ key: Buffer.concat([X_SPKI, publicKey]), format: 'der', type: 'spki' });
+        const shared = new Uint8Array(diffieHellman({ privateKey, publicKey: pub }));
+        if (isAllZero(shared)) throw new Error('all-zero');
+        return shared;
+      } catch {
+        throw new PlushlinkError('PLK_E_DECRYPT', 'X25519 with a low-order public key');
+      }
+    },
+  };
+}
+
+/** tweetnacl (pure JavaScript): the reference and the portable fallback. */
+export function tweetnaclSuite(): CryptoSuite {
+  const secretKeys = new WeakMap<Uint8Array, Uint8Array>();
+  const full = (seed: Uint8Array): Uint8Array => {
+    let sk = secretKeys.get(seed);
+    if (!sk) {
+      sk = nacl.sign.keyPair.fromSeed(seed).secretKey;
+      secretKeys.set(seed, sk);
+    }
+    return sk;
+  };
+  return {
+    name: 'tweetnacl',
+    signPublicKey(seed) {
+      assertBytes(seed, 'seed', KEY_BYTES);
+      return nacl.sign.keyPair.fromSeed(seed).publicKey;
+    },
+    sign(seed, message) {
+      assertBytes(seed, 'seed', KEY_BYTES);
+      return nacl.sign.detached(message, full(seed));
+    },
+    verify(publicKey, message, signature) {
+      if (publicKey.length !== KEY_BYTES || signature.length !== SIGNATURE_BYTES) return false;
+      return nacl.sign.detached.verify(message, signature, publicKey);
+    },
+    boxPublicKey(secret) {
+      assertBytes(secret, 'secret', KEY_BYTES);
+      return nacl.scalarMult.base(secret);
+    },
+    x25519(secret, publicKey) {
+      assertBytes(secret, 'secret', KEY_BYTES);
+      assertBytes(publicKey, 'publicKey', KEY_BYTES);
+      const shared = nacl.scalarMult(secret, publicKey);
+      if (isAllZero(shared)) throw new PlushlinkError('PLK_E_DECRYPT', 'X25519 with a low-order public key');
+      return shared;
+    },
+  };
+}
+
+let defaultSuite: CryptoSuite | undefined;
+/** The process-wide default suite (Node's crypto). */
+export function defaultCrypto(): CryptoSuite {
+  defaultSuite ??= nodeCryptoSuite();
+  return defaultSuite;
+}
+
+type HSalsa = (out: Uint8Array, inp: Uint8Array, k: Uint8Array, c: Uint8Array) => number;
+const hsalsa20 = (nacl as unknown as { lowlevel: { crypto_core_hsalsa20: HSalsa } }).lowlevel
+  .crypto_core_hsalsa20;
+const SIGMA = new TextEncoder().encode('expand 32-byte k');
+const ZERO16 = new Uint8Array(16);
+
+/** crypto_box_beforenm: HSalsa20(X25519(secret, public), 0) — identical to NaCl/libsodium. */
+export function boxBeforeNm(suite: CryptoSuite, secret: Uint8Array, publicKey: Uint8Array): Uint8Array {
+  const shared = suite.x25519(secret, publicKey);
+  const k = new Uint8Array(32);
+  hsalsa20(k, ZERO16, shared, SIGMA);
+  return k;
+}
+
+/** crypto_secretbox (XSalsa20-Poly1305): MAC (16) || ciphertext, as libsodium's easy API [PLK-5.4]. */
+export function secretboxSeal(message: Uint8Array, nonce: Uint8Array, key: Uint8Array): Uint8Array {
+  return nacl.secretbox(message, nonce, key);
+}
+
+/** Opens a crypto_secretbox; throws PLK_E_DECRYPT when the MAC does not verify. */
+export function secretboxOpen(box: Uint8Array, nonce: Uint8Array, key: Uint8Array): Uint8Array {
+  if (
+    box.length < SECRETBOX_MAC_BYTES ||
+    nonce.length !== SECRETBOX_NONCE_BYTES ||
+    key.length !== KEY_BYTES
+  ) {
+    throw new PlushlinkError('PLK_E_DECRYPT', 'secretbox input has the wrong size');
+  }
+  const out = nacl.secretbox.open(box, nonce, key);
+  if (!out) throw new PlushlinkError('PLK_E_DECRYPT', 'secretbox authentication failed');
+  return out;
+}
+
+/** libsodium's sealed-box nonce: BLAKE2b-192(ephemeral_pk || recipient_pk) [PLK-5.3]. */
+function sealNonce(ephemeralPk: Uint8Array, recipientPk: Uint8Array): Uint8Array {
+  return blake2b(concatBytes(ephemeralPk, recipientPk), { dkLen: SECRETBOX_NONCE_BYTES });
+}
+
+/** crypto_box_seal: ephemeral_pk (32) || crypto_box(message) — interoperable with libsodium [PLK-5.3]. */
+export function sealedBoxSeal(
+  suite: CryptoSuite,
+  message: Uint8Array,
+  recipientPk: Uint8Array,
+  random: RandomSource,
+): Uint8Array {
+  const esk = random(KEY_BYTES);
+  const epk = suite.boxPublicKey(esk);
+  const k = boxBeforeNm(suite, esk, recipientPk);
+  esk.fill(0);
+  return concatBytes(epk, secretboxSeal(message, sealNonce(epk, recipientPk), k));
+}
+
+/** crypto_box_seal_open; throws PLK_E_DECRYPT on any failure. */
+export function sealedBoxOpen(
+  suite: CryptoSuite,
+  sealed: Uint8Array,
+  recipientPk: Uint8Array,
+  recipientSk: Uint8Array,
+): Uint8Array {
+  if (sealed.length < KEY_BYTES + SECRETBOX_MAC_BYTES)
+    throw new PlushlinkError('PLK_E_DECRYPT', 'sealed box too short');
+  const epk = sealed.subarray(0, KEY_BYTES);
+  const k = boxBeforeNm(suite, recipientSk, epk);
+  return secretboxOpen(sealed.subarray(KEY_BYTES), sealNonce(epk, recipientPk), k);
+}
+
+export const SEALED_OVERHEAD = SEALED_KEY_BYTES - KEY_BYTES;
+
+export function sha256(data: Uint8Array): Uint8Array {
+  return new Uint8Array(createHash('sha256').update(data).digest());
+}

@@ -1,0 +1,41 @@
+// Error catalog of the PlushLink wire protocol: stable codes, default messages, spec clauses [PLK-10].
+export const ERROR_CATALOG = {
+  PLK_E_TYPE: { clause: 'PLK-10.1', message: 'a value has the wrong type' },
+  PLK_E_TRUNCATED: { clause: 'PLK-10.1', message: 'input ended before the structure was complete' },
+  PLK_E_TRAILING: { clause: 'PLK-10.1', message: 'input has bytes after the end of the structure' },
+  PLK_E_LIMIT: { clause: 'PLK-9.1', message: 'a size, count or length exceeds its limit' },
+  PLK_E_MSG_TYPE: { clause: 'PLK-2.2', message: 'unexpected message type byte' },
+  PLK_E_VERSION: { clause: 'PLK-11.1', message: 'unsupported protocol version' },
+  PLK_E_FIELD: { clause: 'PLK-10.1', message: 'a field has an invalid value' },
+  PLK_E_KEY_FILE: { clause: 'PLK-1.4', message: 'key or identity file is malformed' },
+  PLK_E_ID_MISMATCH: { clause: 'PLK-1.2', message: 'endpoint id does not match its signing key' },
+  PLK_E_BAD_SIGNATURE: { clause: 'PLK-2.3', message: 'signature verification failed' },
+  PLK_E_WRONG_GATEWAY: { clause: 'PLK-3.3', message: 'token or proof is bound to another gateway' },
+  PLK_E_WRONG_ENDPOINT: { clause: 'PLK-3.3', message: 'token or proof is bound to another endpoint' },
+  PLK_E_STALE: { clause: 'PLK-3.4', message: 'timestamp outside the accepted window' },
+  PLK_E_REPLAY: { clause: 'PLK-3.5', message: 'nonce or sequence number was already used' },
+  PLK_E_NONCE_MISMATCH: { clause: 'PLK-3.6', message: 'gateway proof is not bound to our connect nonce' },
+  PLK_E_NOT_RECIPIENT: { clause: 'PLK-5.6', message: 'this endpoint is not a recipient of the clip' },
+  PLK_E_DECRYPT: { clause: 'PLK-5.6', message: 'decryption failed (tampered or wrongly addressed)' },
+  PLK_E_PADDING: { clause: 'PLK-7.2', message: 'padded body is malformed' },
+  PLK_E_TOPIC: { clause: 'PLK-4.1', message: 'topic is not a valid PlushLink topic' },
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CATALOG;
+
+/** Typed protocol error: every decoder and verifier throws only this for bad input. */
+export class PlushlinkError extends Error {
+  readonly code: ErrorCode;
+  readonly clause: string;
+  constructor(code: ErrorCode, detail?: string) {
+    const entry = ERROR_CATALOG[code];
+    super(detail ? `${entry.message}: ${detail}` : entry.message);
+    this.name = 'PlushlinkError';
+    this.code = code;
+    this.clause = entry.clause;
+  }
+}
+
+export function isPlushlinkError(err: unknown, code?: ErrorCode): err is PlushlinkError {
+  return err instanceof PlushlinkError && (code === undefined || err.code === code);
+}
