@@ -44,6 +44,7 @@ export function toBase32(bytes: Uint8Array): string {
 }
 
 export function fromBase32(text: string, field = 'base32'): Uint8Array {
+  if (typeof text !== 'string') throw new PlushlinkError('PLK_E_TYPE', `${field} must be a base32 string`);
   if (!/^[a-z2-7]*$/.test(text)) throw new PlushlinkError('PLK_E_FIELD', `${field} is not lowercase base32`);
   const out = new Uint8Array(Math.floor((text.length * 5) / 8));
   let bits = 0;

@@ -1,4 +1,5 @@
 // Body padding: Padmé size buckets hide a clip's exact length from the gateway and the network [PLK-7].
+import { assertBytes } from './bytes.ts';
 import { PlushlinkError } from './errors.ts';
 import { LIMITS } from './limits.ts';
 
@@ -25,6 +26,7 @@ export function isBucketSize(size: number): boolean {
 
 /** [PLK-7.2] padded = u32 BE length || content || zeros, total a Padmé bucket of 4 + length. */
 export function pad(content: Uint8Array): Uint8Array {
+  assertBytes(content, 'content');
   if (content.length > LIMITS.maxClipPlaintextBytes) {
     throw new PlushlinkError(
       'PLK_E_LIMIT',
@@ -39,6 +41,7 @@ export function pad(content: Uint8Array): Uint8Array {
 
 /** Inverse of pad(); the filler must be all zero and the size a bucket. Returns a view. */
 export function unpad(padded: Uint8Array): Uint8Array {
+  assertBytes(padded, 'padded');
   if (!isBucketSize(padded.length))
     throw new PlushlinkError('PLK_E_PADDING', `size ${padded.length} is not a bucket`);
   const len = new DataView(padded.buffer, padded.byteOffset, padded.byteLength).getUint32(0);

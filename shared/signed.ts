@@ -1,5 +1,5 @@
 // Signature framing shared by every signed wire object: Ed25519 over context || 0x00 || body [PLK-2.3].
-import { concatBytes, utf8 } from './bytes.ts';
+import { assertBytes, concatBytes, utf8 } from './bytes.ts';
 import type { CryptoSuite } from './crypto.ts';
 import { PlushlinkError } from './errors.ts';
 import { SIGNATURE_BYTES } from './limits.ts';
@@ -37,6 +37,8 @@ export function verifyBody(
   signature: Uint8Array,
   what: string,
 ): void {
+  assertBytes(publicKey, `${what} public key`);
+  assertBytes(signature, `${what} signature`);
   if (
     signature.length !== SIGNATURE_BYTES ||
     !crypto.verify(publicKey, signedMessage(context, body), signature)

@@ -1,5 +1,5 @@
 // Connect token (endpoint → gateway) and gateway proof (gateway → endpoint), with a bounded nonce replay cache [PLK-3].
-import { ByteReader, ByteWriter, bytesEqual, toHex } from './bytes.ts';
+import { assertBytes, ByteReader, ByteWriter, bytesEqual, toHex } from './bytes.ts';
 import { type CryptoSuite, defaultCrypto } from './crypto.ts';
 import { PlushlinkError } from './errors.ts';
 import { idFromBytes, idToBytes, type PrivateIdentity } from './identity.ts';
@@ -181,6 +181,7 @@ export function verifyGatewayProof(
     crypto?: CryptoSuite;
   },
 ): GatewayProof {
+  assertBytes(opts.nonce, 'nonce');
   const proof = decodeGatewayProof(bytes);
   if (proof.gatewayId !== opts.gatewayId) throw new PlushlinkError('PLK_E_WRONG_GATEWAY');
   if (proof.endpointId !== opts.endpointId) throw new PlushlinkError('PLK_E_WRONG_ENDPOINT');
