@@ -38,15 +38,28 @@ export interface CryptoSuite {
   x25519(secret: Uint8Array, publicKey: Uint8Array): Uint8Array;
 }
 
-// DER prefixes that wrap raw RFC 8410 keys so Node's KeyObject can load them.
-const ED_PKCS8 = Buffer.from('302e020100300506032b657004220420', 'hex');
-const ED_SPKI = Buffer.from('302a300506032b6570032100', 'hex');
-const X_PKCS8 = Buffer.from('302e020100300506032b656e04220420', 'hex');
-const X_SPKI = Buffer.from('302a300506032b656e032100', 'hex');
+/**
+ * Raw keys enter and leave Node's KeyObject through JWK, not DER: OpenSSL 3's DER decoder costs
+ * ~1 ms per key here, the JWK path (EVP_PKEY_new_raw_*_key) ~20x less, which matters because
+ * every sealing makes a fresh ephemeral X25519 key. Node imports an OKP private JWK from `d`
+ * alone and only type-checks `x` (lib/internal/crypto/keys.js), re-deriving the public half;
+ * so `x` is left empty rather than trusted. A test checks derived keys against tweetnacl.
+ */
+type OkpCurve = 'Ed25519' | 'X25519';
+const b64url = (b: Uint8Array): string =>
+  Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('base64url');
+
+function okpPrivate(crv: OkpCurve, d: Uint8Array): KeyObject {
+  return createPrivateKey({ key: { kty: 'OKP', crv, d: b64url(d), x: '' }, format: 'jwk' });
+}
+
+function okpPublic(crv: OkpCurve, x: Uint8Array): KeyObject {
+  return createPublicKey({ key: { kty: 'OKP', crv, x: b64url(x) }, format: 'jwk' });
+}
 
 function rawPublic(key: KeyObject): Uint8Array {
-  const der = key.export({ format: 'der', type: 'spki' });
-  return new Uint8Array(der.subarray(der.length - KEY_BYTES));
+  const { x } = key.export({ format: 'jwk' });
+  return new Uint8Array(Buffer.from(x ?? '', 'base64url'));
 }
 
 function isAllZero(b: Uint8Array): boolean {
@@ -78,10 +91,22 @@ class KeyCache {
 export function nodeCryptoSuite(): CryptoSuite {
   const signers = new WeakMap<Uint8Array, KeyObject>();
   const verifiers = new KeyCache(100_000);
+  // Parsed X25519 keys: a sealing reuses the ephemeral secret's KeyObject for its public key and
+  // its DH, and recipients' public keys repeat across clips.
+  const boxSecrets = new WeakMap<Uint8Array, KeyObject>();
+  const boxPublics = new KeyCache(10_000);
+  const boxPrivate = (secret: Uint8Array): KeyObject => {
+    let k = boxSecrets.get(secret);
+    if (!k) {
+      k = okpPrivate('X25519', secret);
+      boxSecrets.set(secret, k);
+    }
+    return k;
+  };
   const signer = (seed: Uint8Array): KeyObject => {
     let k = signers.get(seed);
     if (!k) {
-      k = createPrivateKey({ key: Buffer.concat([ED_PKCS8, seed]), format: 'der', type: 'pkcs8' });
+      k = okpPrivate('Ed25519', seed);
       signers.set(seed, k);
     }
     return k;
@@ -98,9 +123,12 @@ export function nodeCryptoSuite(): CryptoSuite {
     },
     verify(publicKey, message, signature) {
       if (publicKey.length !== KEY_BYTES || signature.length !== SIGNATURE_BYTES) return false;
-      const key = verifiers.get(publicKey, () =>
-        createPublicKey({ key: Buffer.concat([ED_SPKI, publicKey]), format: 'der', type: 'spki' }),
-      );
+      let key: KeyObject;
+      try {
+        key = verifiers.get(publicKey, () => okpPublic('Ed25519', publicKey));
+      } catch {
+        return false;
+      }
       try {
         return nodeVerify(null, message, key, signature);
       } catch {
@@ -109,20 +137,14 @@ export function nodeCryptoSuite(): CryptoSuite {
     },
     boxPublicKey(secret) {
       assertBytes(secret, 'secret', KEY_BYTES);
-      const k = createPrivateKey({ key: Buffer.concat([X_PKCS8, secret]), format: 'der', type: 'pkcs8' });
-      return rawPublic(createPublicKey(k));
+      return rawPublic(createPublicKey(boxPrivate(secret)));
     },
     x25519(secret, publicKey) {
       assertBytes(secret, 'secret', KEY_BYTES);
       assertBytes(publicKey, 'publicKey', KEY_BYTES);
       try {
-        const privateKey = createPrivateKey({
-          key: Buffer.concat([X_PKCS8, secret]),
-          format: 'der',
-          type: 'pkcs8',
-        });
-        const pub = createPublicKey({ key: Buffer.concat([X_SPKI, publicKey]), format: 'der', type: 'spki' });
-        const shared = new Uint8Array(diffieHellman({ privateKey, publicKey: pub }));
+        const pub = boxPublics.get(publicKey, () => okpPublic('X25519', publicKey));
+        const shared = new Uint8Array(diffieHellman({ privateKey: boxPrivate(secret), publicKey: pub }));
         if (isAllZero(shared)) throw new Error('all-zero');
         return shared;
       } catch {

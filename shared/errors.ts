@@ -11,7 +11,7 @@ export const ERROR_CATALOG = {
   PLK_E_ID_MISMATCH: { clause: 'PLK-1.2', message: 'endpoint id does not match its signing key' },
   PLK_E_BAD_SIGNATURE: { clause: 'PLK-2.3', message: 'signature verification failed' },
   PLK_E_WRONG_GATEWAY: { clause: 'PLK-3.3', message: 'token or proof is bound to another gateway' },
-  PLK_E_WRONG_ENDPOINT: { clause: 'PLK-3.3', message: 'token or proof is bound to another endpoint' },
+  PLK_E_WRONG_ENDPOINT: { clause: 'PLK-3.3', message: 'message is bound to or signed by another endpoint' },
   PLK_E_STALE: { clause: 'PLK-3.4', message: 'timestamp outside the accepted window' },
   PLK_E_REPLAY: { clause: 'PLK-3.5', message: 'nonce or sequence number was already used' },
   PLK_E_NONCE_MISMATCH: { clause: 'PLK-3.6', message: 'gateway proof is not bound to our connect nonce' },
