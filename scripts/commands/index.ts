@@ -1,8 +1,10 @@
 // Registry of plushlink command groups: each module adds its subcommands to the program.
 import type { Command } from 'commander';
+import { registerAdminCommands } from './admin.ts';
 import { registerBleCommands } from './ble.ts';
 import { registerClipCommands } from './clip.ts';
 import { registerCodecCommands } from './codec.ts';
+import { registerGatewayCommands } from './gateway.ts';
 import { registerKeysCommands } from './keys.ts';
 
 export type RegisterCommands = (program: Command) => void;
@@ -12,4 +14,6 @@ export const commandModules: RegisterCommands[] = [
   registerClipCommands,
   registerCodecCommands,
   registerBleCommands,
+  registerGatewayCommands,
+  registerAdminCommands,
 ];

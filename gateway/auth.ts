@@ -1,0 +1,190 @@
+// Connect authentication: MQTT username/client id/password → a verified endpoint, or a refusal reason and CONNACK code [PLK-3].
+import type { CryptoSuite } from '../shared/crypto.ts';
+import { isPlushlinkError } from '../shared/errors.ts';
+import { isEndpointId } from '../shared/identity.ts';
+import { TOKEN_BYTES } from '../shared/limits.ts';
+import {
+  type ConnectToken,
+  decodeConnectToken,
+  tokenExpiry,
+  tokenReplayKey,
+  verifyConnectToken,
+} from '../shared/token.ts';
+import type { EndpointId } from '../shared/types.ts';
+import type { EndpointRecord, GatewayStore, NonceStore } from './interfaces.ts';
+import { MemoryNonceStore } from './limits.ts';
+
+/** Why a connection was refused; used as audit detail and metric label. */
+export type AuthReason =
+  | 'anonymous'
+  | 'bad-username'
+  | 'client-id-mismatch'
+  | 'persistent-session'
+  | 'will'
+  | 'malformed-token'
+  | 'unknown-id'
+  | 'revoked'
+  | 'wrong-gateway'
+  | 'wrong-endpoint'
+  | 'stale'
+  | 'bad-signature'
+  | 'replay'
+  | 'nonce-store-full'
+  | 'store-error';
+
+/** MQTT 3.1.1 CONNACK return codes: 2 identifier rejected, 3 server unavailable, 4 bad user name or password, 5 not authorized. */
+export type ConnackCode = 2 | 3 | 4 | 5;
+
+/**
+ * [PLK-12.1] CONNACK code per refusal. Credential problems (missing, malformed, stale, replayed,
+ * wrongly signed or addressed tokens) are 4; an id the gateway does not (or no longer) serve and a
+ * session shape we do not offer are 5; a client id that is not the username is 2; a gateway that
+ * cannot check freshness (full nonce cache, store failure) fails closed with 3.
+ */
+export const AUTH_RETURN_CODES: Readonly<Record<AuthReason, ConnackCode>> = {
+  anonymous: 4,
+  'bad-username': 4,
+  'client-id-mismatch': 2,
+  'persistent-session': 5,
+  will: 5,
+  'malformed-token': 4,
+  'unknown-id': 5,
+  revoked: 5,
+  'wrong-gateway': 4,
+  'wrong-endpoint': 4,
+  stale: 4,
+  'bad-signature': 4,
+  replay: 4,
+  'nonce-store-full': 3,
+  'store-error': 3,
+};
+
+/**
+ * Optional NonceStore capability: tells a full cache apart from a replayed nonce, so that the
+ * refusal is CONNACK 3 (server unavailable) rather than 4. Without it every `false` is a replay.
+ */
+export interface NonceStoreCapacity {
+  isFull(now: number): boolean | Promise<boolean>;
+}
+
+function hasCapacity(store: NonceStore): store is NonceStore & NonceStoreCapacity {
+  return typeof (store as Partial<NonceStoreCapacity>).isFull === 'function';
+}
+
+/** base64url without padding of a 130-byte token is 174 characters. */
+const TOKEN_B64_CHARS = Math.ceil((TOKEN_BYTES * 4) / 3);
+const B64URL_RE = /^[A-Za-z0-9_-]+$/;
+
+/**
+ * [PLK-3.1] The MQTT password is the 130 raw token bytes; clients that can only send UTF-8 text
+ * (e.g. `mosquitto_pub -P`) may send the base64url text (no padding, 174 chars) of those bytes.
+ * Returns the raw token, or null when the password is neither form.
+ */
+export function decodePassword(password: Uint8Array): Uint8Array | null {
+  if (password.length === TOKEN_BYTES) return password;
+  if (password.length !== TOKEN_B64_CHARS) return null;
+  const text = Buffer.from(password.buffer, password.byteOffset, password.length).toString('latin1');
+  if (!B64URL_RE.test(text)) return null;
+  const raw = Buffer.from(text, 'base64url');
+  return raw.length === TOKEN_BYTES ? new Uint8Array(raw) : null;
+}
+
+export interface AuthContext {
+  readonly gatewayId: EndpointId;
+  readonly store: GatewayStore;
+  readonly nonces: NonceStore;
+  readonly crypto: CryptoSuite;
+  readonly tokenWindowMs: number;
+}
+
+export interface ConnectAttempt {
+  readonly clientId: string;
+  readonly username: string | undefined;
+  readonly password: Uint8Array | undefined;
+  readonly clean: boolean;
+  readonly hasWill: boolean;
+  readonly now: number;
+}
+
+export type AuthResult =
+  | { readonly ok: true; readonly endpoint: EndpointRecord; readonly token: ConnectToken }
+  | { readonly ok: false; readonly reason: AuthReason; readonly endpoint?: EndpointId | undefined };
+
+const refuse = (reason: AuthReason, endpoint?: EndpointId): AuthResult => ({ ok: false, reason, endpoint });
+
+/**
+ * [PLK-3.3..3.5] Checks, cheapest first: credentials present, username is an endpoint id and equals
+ * the client id, session shape, token structure, registry (unknown / revoked), token binding,
+ * timestamp window and signature, then the nonce (only a correctly signed token may occupy the
+ * replay cache).
+ */
+export async function authenticateConnect(ctx: AuthContext, attempt: ConnectAttempt): Promise<AuthResult> {
+  const { username, password } = attempt;
+  if (username === undefined || username === '' || password === undefined || password.length === 0) {
+    return refuse('anonymous');
+  }
+  if (!isEndpointId(username)) return refuse('bad-username');
+  const id = username;
+  if (attempt.clientId !== id) return refuse('client-id-mismatch', id);
+  // The store is the only session state: no broker-side persistent sessions, no wills.
+  if (!attempt.clean) return refuse('persistent-session', id);
+  if (attempt.hasWill) return refuse('will', id);
+  const raw = decodePassword(password);
+  if (!raw) return refuse('malformed-token', id);
+  try {
+    decodeConnectToken(raw);
+  } catch {
+    return refuse('malformed-token', id);
+  }
+  let endpoint: EndpointRecord | undefined;
+  try {
+    endpoint = await ctx.store.getEndpoint(id);
+  } catch {
+    return refuse('store-error', id);
+  }
+  if (!endpoint) return refuse('unknown-id', id);
+  if (endpoint.revoked) return refuse('revoked', id);
+  let token: ConnectToken;
+  try {
+    token = verifyConnectToken(raw, {
+      gatewayId: ctx.gatewayId,
+      endpointId: id,
+      signPublicKey: endpoint.signPublicKey,
+      now: attempt.now,
+      windowMs: ctx.tokenWindowMs,
+      crypto: ctx.crypto,
+    });
+  } catch (err) {
+    if (isPlushlinkError(err, 'PLK_E_WRONG_GATEWAY')) return refuse('wrong-gateway', id);
+    if (isPlushlinkError(err, 'PLK_E_WRONG_ENDPOINT')) return refuse('wrong-endpoint', id);
+    if (isPlushlinkError(err, 'PLK_E_STALE')) return refuse('stale', id);
+    if (isPlushlinkError(err, 'PLK_E_BAD_SIGNATURE')) return refuse('bad-signature', id);
+    return refuse('malformed-token', id);
+  }
+  // [PLK-3.5] Nonce freshness, after the signature.
+  let fresh: boolean;
+  try {
+    fresh = await ctx.nonces.add(tokenReplayKey(token), tokenExpiry(token, ctx.tokenWindowMs), attempt.now);
+  } catch {
+    return refuse('nonce-store-full', id);
+  }
+  if (!fresh) {
+    if (hasCapacity(ctx.nonces) && (await ctx.nonces.isFull(attempt.now)))
+      return refuse('nonce-store-full', id);
+    return refuse('replay', id);
+  }
+  return { ok: true, endpoint, token };
+}
+
+/**
+ * The in-process nonce store with the NonceStoreCapacity capability, so that a full cache is
+ * refused with CONNACK 3 (server unavailable) instead of being reported as a replay.
+ */
+export class BoundedNonceStore extends MemoryNonceStore implements NonceStoreCapacity {
+  constructor(readonly capacity = 200_000) {
+    super(capacity);
+  }
+  isFull(): boolean {
+    return this.size >= this.capacity;
+  }
+}

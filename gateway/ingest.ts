@@ -1,0 +1,258 @@
+// Clip and receipt ingest: the ordered acceptance checks of a publish, ending in the durable store write [PLK-12.1].
+import { toHex } from '../shared/bytes.ts';
+import type { CryptoSuite } from '../shared/crypto.ts';
+import { type DecodedClip, decodeClip, verifyClip } from '../shared/envelope.ts';
+import { LIMITS, MSG, RECEIPT_BYTES } from '../shared/limits.ts';
+import { decodeReceipt, type Receipt, verifyReceipt } from '../shared/receipt.ts';
+import type { EndpointId } from '../shared/types.ts';
+import type { ClipRecord, EndpointRecord, FamilyId, GatewayStore, RateLimiter } from './interfaces.ts';
+
+/** Why a publish was refused; used as audit detail and metric label. */
+export type IngestReason =
+  | 'topic'
+  | 'retain'
+  | 'qos'
+  | 'size'
+  | 'malformed'
+  | 'sender'
+  | 'rate-clips'
+  | 'rate-bytes'
+  | 'rate-receipts'
+  | 'sender-revoked'
+  | 'no-family'
+  | 'not-family'
+  | 'recipient-revoked'
+  | 'bad-signature'
+  | 'replay'
+  | 'duplicate'
+  | 'store-error'
+  | 'receipt-malformed'
+  | 'receipt-recipient'
+  | 'receipt-bad-signature';
+
+export interface IngestContext {
+  readonly store: GatewayStore;
+  readonly crypto: CryptoSuite;
+  /** Clips per endpoint (cost 1 per clip). */
+  readonly clipLimiter: RateLimiter;
+  /** Envelope bytes per endpoint (cost = envelope size). */
+  readonly byteLimiter: RateLimiter;
+  /** Receipts per endpoint (cost 1 per receipt); unlimited when absent. */
+  readonly receiptLimiter?: RateLimiter;
+  readonly maxEnvelopeBytes: number;
+  /** Hot-path registry cache; without one every clip reads the store. */
+  readonly registry?: RegistryCache;
+  /** Observes store latency (seconds) per operation. */
+  readonly observeStore?: (op: string, seconds: number) => void;
+}
+
+export type ClipOutcome =
+  | {
+      readonly kind: 'accepted';
+      readonly clip: DecodedClip;
+      readonly clipId: string;
+      readonly recipients: readonly EndpointId[];
+    }
+  | { readonly kind: 'refused'; readonly reason: IngestReason; readonly detail?: string };
+
+const refusedClip = (reason: IngestReason, detail?: string): Extract<ClipOutcome, { kind: 'refused' }> => ({
+  kind: 'refused',
+  reason,
+  detail,
+});
+
+async function timed<T>(ctx: IngestContext, op: string, fn: () => Promise<T>): Promise<T> {
+  if (!ctx.observeStore) return fn();
+  const t0 = performance.now();
+  try {
+    return await fn();
+  } finally {
+    ctx.observeStore(op, (performance.now() - t0) / 1000);
+  }
+}
+
+/**
+ * Short-lived cache of registry reads on the hot path (sender record, family members). The SQLite
+ * store flushes its group-commit queue before every read, so one read per clip would cost one fsync
+ * per clip; with the cache a burst is committed in a few transactions. Revocations and family
+ * changes made by the admin CLI (another process) therefore take effect within `ttlMs` for clips
+ * (connects always read the registry).
+ */
+export class RegistryCache {
+  private readonly endpoints = new Map<EndpointId, { rec: EndpointRecord | undefined; at: number }>();
+  private readonly families = new Map<FamilyId, { members: EndpointRecord[]; at: number }>();
+  constructor(
+    private readonly store: GatewayStore,
+    readonly ttlMs = 1000,
+    private readonly maxEntries = 100_000,
+  ) {}
+
+  async endpoint(id: EndpointId, now: number): Promise<EndpointRecord | undefined> {
+    const hit = this.endpoints.get(id);
+    if (hit && now - hit.at >= 0 && now - hit.at < this.ttlMs) return hit.rec;
+    const rec = await this.store.getEndpoint(id);
+    if (this.endpoints.size >= this.maxEntries) this.endpoints.clear();
+    this.endpoints.set(id, { rec, at: now });
+    return rec;
+  }
+
+  async members(family: FamilyId, now: number): Promise<EndpointRecord[]> {
+    const hit = this.families.get(family);
+    if (hit && now - hit.at >= 0 && now - hit.at < this.ttlMs) return hit.members;
+    const members = await this.store.familyMembers(family);
+    if (this.families.size >= this.maxEntries) this.families.clear();
+    this.families.set(family, { members, at: now });
+    return members;
+  }
+}
+
+/** A clip that passed every check before the store write. */
+export interface PreparedClip {
+  readonly kind: 'prepared';
+  readonly clip: DecodedClip;
+  readonly clipId: string;
+  readonly recipients: readonly EndpointId[];
+  readonly record: ClipRecord;
+}
+
+/**
+ * [PLK-12.1] Acceptance checks of a clip envelope published by `endpoint`, in order: size limit,
+ * structural decode within limits, sender = the connection's endpoint, per-endpoint clip and byte
+ * rate limits, recipients ⊆ the sender's family (no revoked member, a sender without family is
+ * refused), signature with the sender's registered key. The store write is `commitClip`.
+ */
+export async function prepareClip(
+  ctx: IngestContext,
+  endpoint: EndpointRecord,
+  payload: Uint8Array,
+  now: number,
+): Promise<PreparedClip | Extract<ClipOutcome, { kind: 'refused' }>> {
+  // [PLK-9.1] size first: nothing larger is even looked at.
+  if (payload.length > Math.min(ctx.maxEnvelopeBytes, LIMITS.maxEnvelopeBytes)) {
+    return refusedClip('size', `${payload.length} bytes`);
+  }
+  let clip: DecodedClip;
+  try {
+    clip = decodeClip(payload);
+  } catch (err) {
+    return refusedClip('malformed', err instanceof Error ? err.message : undefined);
+  }
+  const h = clip.header;
+  if (h.sender !== endpoint.id) return refusedClip('sender');
+  // [PLK-9.2] rate limits, per endpoint.
+  if (!(await ctx.clipLimiter.take(endpoint.id, 1, now))) return refusedClip('rate-clips');
+  if (!(await ctx.byteLimiter.take(endpoint.id, payload.length, now))) return refusedClip('rate-bytes');
+  // Registry state may have changed since the connection was authenticated.
+  const registry = ctx.registry ?? new RegistryCache(ctx.store, 0);
+  let sender: EndpointRecord | undefined;
+  let members: EndpointRecord[];
+  try {
+    sender = await registry.endpoint(endpoint.id, now);
+    if (!sender || sender.revoked) return refusedClip('sender-revoked');
+    if (sender.familyId === null) return refusedClip('no-family');
+    members = await registry.members(sender.familyId, now);
+  } catch (err) {
+    return refusedClip('store-error', err instanceof Error ? err.message : undefined);
+  }
+  const byId = new Map(members.map((m) => [m.id, m]));
+  const recipients: EndpointId[] = [];
+  for (const r of h.recipients) {
+    const m = byId.get(r.id);
+    if (!m) return refusedClip('not-family');
+    if (m.revoked) return refusedClip('recipient-revoked');
+    recipients.push(r.id);
+  }
+  // [PLK-5.5] signature with the sender's registered key (never a key from the envelope).
+  try {
+    verifyClip(clip, sender.signPublicKey, ctx.crypto);
+  } catch {
+    return refusedClip('bad-signature');
+  }
+  const clipId = toHex(h.clipId);
+  const record: ClipRecord = {
+    sender: h.sender,
+    clipId,
+    sequence: h.sequence,
+    createdAt: h.createdAt,
+    receivedAt: now,
+    envelope: payload,
+  };
+  return { kind: 'prepared', clip, clipId, recipients, record };
+}
+
+/**
+ * The atomic store write, which also enforces the strictly increasing sequence [PLK-8.1] and unique
+ * clip ids [PLK-8.2]. `store.acceptClip` is called synchronously (before the first await), so calls
+ * made in order reach the store in order; `accepted` resolves only once the write is durable [PLK-12.3].
+ */
+export async function commitClip(ctx: IngestContext, prepared: PreparedClip): Promise<ClipOutcome> {
+  let result: Awaited<ReturnType<GatewayStore['acceptClip']>>;
+  try {
+    result = await timed(ctx, 'acceptClip', () => ctx.store.acceptClip(prepared.record, prepared.recipients));
+  } catch (err) {
+    return refusedClip('store-error', err instanceof Error ? err.message : undefined);
+  }
+  if (!result.ok) {
+    return refusedClip(
+      result.reason,
+      result.reason === 'replay' ? `sequence ${prepared.record.sequence}` : prepared.clipId,
+    );
+  }
+  return { kind: 'accepted', clip: prepared.clip, clipId: prepared.clipId, recipients: prepared.recipients };
+}
+
+/** prepareClip then commitClip. */
+export async function ingestClip(
+  ctx: IngestContext,
+  endpoint: EndpointRecord,
+  payload: Uint8Array,
+  now: number,
+): Promise<ClipOutcome> {
+  const prepared = await prepareClip(ctx, endpoint, payload, now);
+  return prepared.kind === 'prepared' ? commitClip(ctx, prepared) : prepared;
+}
+
+export type ReceiptOutcome =
+  /** The delivery was recorded; the receipt should be forwarded to the clip's sender. */
+  | { readonly kind: 'delivered'; readonly receipt: Receipt }
+  /** Valid receipt for a delivery the store no longer knows (a duplicate, or already expired). */
+  | { readonly kind: 'unknown'; readonly receipt: Receipt }
+  | { readonly kind: 'refused'; readonly reason: IngestReason };
+
+/**
+ * [PLK-12.4] A receipt published by `endpoint`: it must be a well-formed receipt signed by the
+ * connection's own endpoint (the recipient); then the delivery is marked in the store.
+ */
+export async function ingestReceipt(
+  ctx: IngestContext,
+  endpoint: EndpointRecord,
+  payload: Uint8Array,
+  now: number,
+): Promise<ReceiptOutcome> {
+  if (payload.length !== RECEIPT_BYTES || payload[0] !== MSG.RECEIPT)
+    return { kind: 'refused', reason: 'receipt-malformed' };
+  let receipt: Receipt;
+  try {
+    receipt = decodeReceipt(payload);
+  } catch {
+    return { kind: 'refused', reason: 'receipt-malformed' };
+  }
+  if (receipt.recipient !== endpoint.id) return { kind: 'refused', reason: 'receipt-recipient' };
+  if (ctx.receiptLimiter && !(await ctx.receiptLimiter.take(endpoint.id, 1, now))) {
+    return { kind: 'refused', reason: 'rate-receipts' };
+  }
+  try {
+    verifyReceipt(payload, endpoint.signPublicKey, ctx.crypto);
+  } catch {
+    return { kind: 'refused', reason: 'receipt-bad-signature' };
+  }
+  let known: boolean;
+  try {
+    known = await timed(ctx, 'markDelivered', () =>
+      ctx.store.markDelivered(endpoint.id, receipt.sender, toHex(receipt.clipId), now),
+    );
+  } catch {
+    return { kind: 'refused', reason: 'store-error' };
+  }
+  return known ? { kind: 'delivered', receipt } : { kind: 'unknown', receipt };
+}

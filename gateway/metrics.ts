@@ -1,0 +1,160 @@
+// Gateway metrics on a private prom-client Registry, and a loopback HTTP server for GET /metrics.
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+export interface GatewayMetrics {
+  readonly registry: Registry;
+  readonly connections: Gauge;
+  readonly authFailures: Counter<'reason'>;
+  readonly connectsAccepted: Counter;
+  readonly clipsAccepted: Counter;
+  readonly clipsRefused: Counter<'reason'>;
+  readonly bytesAccepted: Counter;
+  readonly clipsForwarded: Counter;
+  readonly receipts: Counter<'result'>;
+  readonly storeLatency: Histogram<'op'>;
+  readonly backlog: Gauge;
+  readonly subscribeRefusals: Counter<'reason'>;
+  readonly socketViolations: Counter<'reason'>;
+  /** Sources of the collected gauges; set by the gateway once its broker and store exist. */
+  setSources(sources: { connections: () => number; backlog: () => Promise<number> }): void;
+}
+
+/** Creates every gateway metric on a fresh Registry (never prom-client's global one). */
+export function createGatewayMetrics(prefix = 'plushlink_gateway_'): GatewayMetrics {
+  const registry = new Registry();
+  const registers = [registry];
+  let connectionsSource: () => number = () => 0;
+  let backlogSource: () => Promise<number> = async () => 0;
+
+  const connections = new Gauge({
+    name: `${prefix}connections`,
+    help: 'Authenticated MQTT connections currently open',
+    registers,
+    collect() {
+      this.set(connectionsSource());
+    },
+  });
+  const backlog = new Gauge({
+    name: `${prefix}delivery_backlog`,
+    help: 'Pending (undelivered) deliveries in the store',
+    registers,
+    async collect() {
+      try {
+        this.set(await backlogSource());
+      } catch {
+        // a closed store: keep the last value rather than failing the whole scrape
+      }
+    },
+  });
+  return {
+    registry,
+    connections,
+    backlog,
+    authFailures: new Counter({
+      name: `${prefix}auth_failures_total`,
+      help: 'Refused connections by reason',
+      labelNames: ['reason'],
+      registers,
+    }),
+    connectsAccepted: new Counter({
+      name: `${prefix}connects_accepted_total`,
+      help: 'Connections that passed authentication',
+      registers,
+    }),
+    clipsAccepted: new Counter({
+      name: `${prefix}clips_accepted_total`,
+      help: 'Clip envelopes verified and durably stored',
+      registers,
+    }),
+    clipsRefused: new Counter({
+      name: `${prefix}clips_refused_total`,
+      help: 'Publishes refused (or dropped as duplicates) by reason',
+      labelNames: ['reason'],
+      registers,
+    }),
+    bytesAccepted: new Counter({
+      name: `${prefix}bytes_accepted_total`,
+      help: 'Envelope bytes accepted',
+      registers,
+    }),
+    clipsForwarded: new Counter({
+      name: `${prefix}clips_forwarded_total`,
+      help: 'Clip deliveries published to recipient inboxes (live and backlog)',
+      registers,
+    }),
+    receipts: new Counter({
+      name: `${prefix}receipts_total`,
+      help: 'Receipts processed, by result',
+      labelNames: ['result'],
+      registers,
+    }),
+    storeLatency: new Histogram({
+      name: `${prefix}store_latency_seconds`,
+      help: 'Latency of store operations on the hot path',
+      labelNames: ['op'],
+      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+      registers,
+    }),
+    subscribeRefusals: new Counter({
+      name: `${prefix}subscribe_refusals_total`,
+      help: 'Refused subscriptions by reason',
+      labelNames: ['reason'],
+      registers,
+    }),
+    socketViolations: new Counter({
+      name: `${prefix}socket_violations_total`,
+      help: 'Connections closed at the socket level (oversize packet, malformed header, connect timeout)',
+      labelNames: ['reason'],
+      registers,
+    }),
+    setSources(sources) {
+      connectionsSource = sources.connections;
+      backlogSource = sources.backlog;
+    },
+  };
+}
+
+/** Serves GET /metrics (and nothing else) from `registry`; loopback by default. */
+export async function serveMetrics(
+  registry: Registry,
+  opts: { port: number; host?: string },
+): Promise<{ server: Server; address: AddressInfo; close(): Promise<void> }> {
+  const server = createServer((req, res) => {
+    const path = (req.url ?? '').split('?')[0];
+    if (path !== '/metrics') {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
+      return;
+    }
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain' }).end('method not allowed\n');
+      return;
+    }
+    registry.metrics().then(
+      (text) => {
+        res.writeHead(200, { 'content-type': registry.contentType });
+        res.end(req.method === 'HEAD' ? undefined : text);
+      },
+      () => {
+        res.writeHead(500, { 'content-type': 'text/plain' }).end('metrics unavailable\n');
+      },
+    );
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port, opts.host ?? '127.0.0.1', () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  return {
+    server,
+    address: server.address() as AddressInfo,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}

@@ -1,0 +1,546 @@
+// Embedded gateway store on better-sqlite3: ciphertext and pseudonymous ids only, group-committed durable writes [PLK-12].
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import type { EndpointId } from '../../shared/types.ts';
+import type {
+  AcceptResult,
+  ClipRecord,
+  EndpointRecord,
+  EndpointRole,
+  FamilyId,
+  GatewayStore,
+  NewEndpoint,
+  PendingDelivery,
+} from '../interfaces.ts';
+import {
+  checkClip,
+  checkClipId,
+  checkEndpointId,
+  checkLimit,
+  checkNewEndpoint,
+  checkTime,
+  parseFamilyId,
+  StoreError,
+} from './common.ts';
+
+export const STORE_FILE = 'gateway.db';
+
+/**
+ * Schema migrations, applied in order inside one transaction each; `schema_version` records the
+ * highest applied. There are deliberately no name, display-name, e-mail or birthday columns anywhere:
+ * a full dump shows random ids, public keys, timestamps and ciphertext [PLK-12.1].
+ */
+const MIGRATIONS: readonly string[] = [
+  `CREATE TABLE families (
+     id TEXT PRIMARY KEY NOT NULL,
+     created_at INTEGER NOT NULL
+   ) WITHOUT ROWID;
+   CREATE TABLE endpoints (
+     id TEXT PRIMARY KEY NOT NULL,
+     role TEXT NOT NULL CHECK (role IN ('toy', 'parent')),
+     sign_pk BLOB NOT NULL CHECK (length(sign_pk) = 32),
+     box_pk BLOB NOT NULL CHECK (length(box_pk) = 32),
+     family_id TEXT REFERENCES families(id),
+     revoked INTEGER NOT NULL DEFAULT 0 CHECK (revoked IN (0, 1)),
+     created_at INTEGER NOT NULL
+   ) WITHOUT ROWID;
+   CREATE INDEX endpoints_family ON endpoints(family_id);
+   CREATE TABLE clips (
+     sender TEXT NOT NULL,
+     clip_id TEXT NOT NULL,
+     sequence INTEGER NOT NULL,
+     created_at INTEGER NOT NULL,
+     received_at INTEGER NOT NULL,
+     envelope BLOB NOT NULL,
+     PRIMARY KEY (sender, clip_id)
+   );
+   CREATE INDEX clips_received ON clips(received_at);
+   CREATE TABLE deliveries (
+     recipient TEXT NOT NULL,
+     sender TEXT NOT NULL,
+     clip_id TEXT NOT NULL,
+     delivered_at INTEGER,
+     UNIQUE (sender, clip_id, recipient),
+     FOREIGN KEY (sender, clip_id) REFERENCES clips(sender, clip_id) ON DELETE CASCADE
+   );
+   CREATE INDEX deliveries_recipient ON deliveries(recipient, delivered_at);
+   CREATE TABLE sequences (
+     sender TEXT PRIMARY KEY NOT NULL,
+     last_seq INTEGER NOT NULL
+   ) WITHOUT ROWID;`,
+];
+
+export interface SqliteStoreOptions {
+  /** Milliseconds a writer waits for another connection's lock (CLI beside a running gateway). Default 5000. */
+  busyTimeoutMs?: number;
+  /** Most writes committed together in one transaction (group commit). Default 512. */
+  maxBatch?: number;
+}
+
+interface EndpointRow {
+  id: string;
+  role: string;
+  sign_pk: Buffer;
+  box_pk: Buffer;
+  family_id: string | null;
+  revoked: number;
+  created_at: number;
+}
+
+interface PendingRow {
+  sender: string;
+  clip_id: string;
+  received_at: number;
+  envelope: Buffer;
+}
+
+interface Job {
+  run: () => unknown;
+  resolve: (value: unknown) => void;
+  reject: (err: unknown) => void;
+}
+
+const view = (b: Buffer): Uint8Array => new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+
+function toRecord(r: EndpointRow): EndpointRecord {
+  return {
+    id: r.id as EndpointId,
+    role: r.role as EndpointRole,
+    signPublicKey: view(r.sign_pk),
+    boxPublicKey: view(r.box_pk),
+    familyId: r.family_id as FamilyId | null,
+    revoked: r.revoked === 1,
+    createdAt: r.created_at,
+  };
+}
+
+/** Creates `path` with mode 0600 if it does not exist, so SQLite (and its -wal/-shm, which copy it) never widen it. */
+function createPrivateFile(path: string): void {
+  if (!existsSync(path)) closeSync(openSync(path, 'a', 0o600));
+  chmodSync(path, 0o600);
+}
+
+/** Creates `dir` with mode 0700 (and narrows an existing one). */
+export function ensurePrivateDir(dir: string): void {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  if ((statSync(dir).mode & 0o077) !== 0) chmodSync(dir, 0o700);
+}
+
+/** Opens a SQLite database file (created 0600) with the pragmas every PlushLink database uses. */
+export function openDatabase(path: string, busyTimeoutMs = 5000): Database.Database {
+  createPrivateFile(path);
+  const db = new Database(path, { timeout: busyTimeoutMs });
+  db.pragma('journal_mode = WAL');
+  // Checkpoint every 4000 pages (16 MiB) rather than 1000: fewer checkpoint stalls under clip load.
+  db.pragma('wal_autocheckpoint = 4000');
+  db.pragma('journal_size_limit = 16777216');
+  // [PLK-12.3] FULL, not NORMAL: in WAL mode synchronous=NORMAL does not fsync the WAL at each
+  // commit, so a power loss can roll back the last committed transactions — clips we already
+  // PUBACKed would vanish and their sequence numbers would become replayable. FULL fsyncs the WAL
+  // at every commit; group commit (below) keeps that cost at one fsync per batch, not per clip.
+  db.pragma('synchronous = FULL');
+  // [PLK-12.5] Deleted rows and freed pages are overwritten with zeros, so erased ciphertext does not linger.
+  db.pragma('secure_delete = ON');
+  db.pragma('foreign_keys = ON');
+  db.pragma('temp_store = MEMORY');
+  return db;
+}
+
+function migrate(db: Database.Database, migrations: readonly string[]): void {
+  db.exec('CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)');
+  const row = db.prepare<[], { v: number | null }>('SELECT max(version) AS v FROM schema_version').get();
+  const current = row?.v ?? 0;
+  if (current > migrations.length) {
+    throw new Error(`database schema version ${current} is newer than this code (${migrations.length})`);
+  }
+  for (let v = current; v < migrations.length; v++) {
+    db.transaction(() => {
+      db.exec(migrations[v]!);
+      db.prepare('INSERT INTO schema_version (version) VALUES (?)').run(v + 1);
+    }).immediate();
+  }
+}
+
+export { migrate as migrateDatabase };
+
+function prepareStatements(db: Database.Database) {
+  return {
+    insEndpoint: db.prepare<[string, string, Uint8Array, Uint8Array, number]>(
+      'INSERT INTO endpoints (id, role, sign_pk, box_pk, family_id, revoked, created_at) VALUES (?, ?, ?, ?, NULL, 0, ?)',
+    ),
+    getEndpoint: db.prepare<[string], EndpointRow>('SELECT * FROM endpoints WHERE id = ?'),
+    listEndpoints: db.prepare<[], EndpointRow>('SELECT * FROM endpoints ORDER BY created_at, id'),
+    revoke: db.prepare<[string]>('UPDATE endpoints SET revoked = 1 WHERE id = ?'),
+    insFamily: db.prepare<[string, number]>('INSERT INTO families (id, created_at) VALUES (?, ?)'),
+    getFamily: db.prepare<[string], { id: string }>('SELECT id FROM families WHERE id = ?'),
+    setFamily: db.prepare<[string, string]>('UPDATE endpoints SET family_id = ? WHERE id = ?'),
+    members: db.prepare<[string], EndpointRow>(
+      'SELECT * FROM endpoints WHERE family_id = ? ORDER BY created_at, id',
+    ),
+    families: db.prepare<[], { id: string; members: number }>(
+      `SELECT f.id AS id, count(e.id) AS members FROM families f LEFT JOIN endpoints e ON e.family_id = f.id
+       GROUP BY f.id ORDER BY f.created_at, f.id`,
+    ),
+    lastSeq: db.prepare<[string], { last_seq: number }>('SELECT last_seq FROM sequences WHERE sender = ?'),
+    clipExists: db.prepare<[string, string], { one: number }>(
+      'SELECT 1 AS one FROM clips WHERE sender = ? AND clip_id = ?',
+    ),
+    insClip: db.prepare<[string, string, number, number, number, Uint8Array]>(
+      'INSERT INTO clips (sender, clip_id, sequence, created_at, received_at, envelope) VALUES (?, ?, ?, ?, ?, ?)',
+    ),
+    insDelivery: db.prepare<[string, string, string]>(
+      'INSERT INTO deliveries (recipient, sender, clip_id, delivered_at) VALUES (?, ?, ?, NULL)',
+    ),
+    upsertSeq: db.prepare<[string, number]>(
+      'INSERT INTO sequences (sender, last_seq) VALUES (?, ?) ON CONFLICT (sender) DO UPDATE SET last_seq = excluded.last_seq',
+    ),
+    pending: db.prepare<[string, number], PendingRow>(
+      `SELECT d.sender AS sender, d.clip_id AS clip_id, c.received_at AS received_at, c.envelope AS envelope
+       FROM deliveries d JOIN clips c ON c.sender = d.sender AND c.clip_id = d.clip_id
+       WHERE d.recipient = ? AND d.delivered_at IS NULL ORDER BY d.rowid LIMIT ?`,
+    ),
+    deliver: db.prepare<[number, string, string, string]>(
+      'UPDATE deliveries SET delivered_at = ? WHERE recipient = ? AND sender = ? AND clip_id = ? AND delivered_at IS NULL',
+    ),
+    deliveryExists: db.prepare<[string, string, string], { one: number }>(
+      'SELECT 1 AS one FROM deliveries WHERE recipient = ? AND sender = ? AND clip_id = ?',
+    ),
+    stillPending: db.prepare<[string, string], { one: number }>(
+      'SELECT 1 AS one FROM deliveries WHERE sender = ? AND clip_id = ? AND delivered_at IS NULL LIMIT 1',
+    ),
+    delClip: db.prepare<[string, string]>('DELETE FROM clips WHERE sender = ? AND clip_id = ?'),
+    expire: db.prepare<[number]>('DELETE FROM clips WHERE received_at < ?'),
+    backlog: db.prepare<[], { n: number }>('SELECT count(*) AS n FROM deliveries WHERE delivered_at IS NULL'),
+    eraseSent: db.prepare<[string]>(
+      'DELETE FROM clips WHERE sender IN (SELECT id FROM endpoints WHERE family_id = ?)',
+    ),
+    eraseReceived: db.prepare<[string]>(
+      `DELETE FROM clips WHERE (sender, clip_id) IN (SELECT sender, clip_id FROM deliveries
+         WHERE recipient IN (SELECT id FROM endpoints WHERE family_id = ?))`,
+    ),
+    eraseSeq: db.prepare<[string]>(
+      'DELETE FROM sequences WHERE sender IN (SELECT id FROM endpoints WHERE family_id = ?)',
+    ),
+    eraseEndpoints: db.prepare<[string]>('DELETE FROM endpoints WHERE family_id = ?'),
+    eraseFamily: db.prepare<[string]>('DELETE FROM families WHERE id = ?'),
+  };
+}
+
+/**
+ * GatewayStore on one SQLite file. Writes are queued and committed together in one IMMEDIATE
+ * transaction per event-loop turn (each write in its own savepoint, so one refused write never
+ * undoes another); every write promise resolves only after that commit is durable [PLK-12.3].
+ * Writes are applied in call order, so checks such as the sequence number see every earlier write.
+ */
+export class SqliteStore implements GatewayStore {
+  readonly db: Database.Database;
+  readonly path: string;
+  private readonly maxBatch: number;
+  private queue: Job[] = [];
+  private scheduled = false;
+  private closed = false;
+  private readonly s: ReturnType<typeof prepareStatements>;
+
+  constructor(path: string, opts: SqliteStoreOptions = {}) {
+    this.path = path;
+    this.maxBatch = opts.maxBatch ?? 512;
+    this.db = openDatabase(path, opts.busyTimeoutMs ?? 5000);
+    migrate(this.db, MIGRATIONS);
+    this.s = prepareStatements(this.db);
+  }
+
+  // ---- group commit ---------------------------------------------------------------------------
+
+  private enqueue<T>(run: () => T): Promise<T> {
+    if (this.closed) return Promise.reject(new StoreError('STORE_CLOSED', 'store is closed'));
+    return new Promise<T>((resolve, reject) => {
+      this.queue.push({ run, resolve: resolve as (v: unknown) => void, reject });
+      if (this.queue.length >= this.maxBatch) this.flush();
+      else if (!this.scheduled) {
+        this.scheduled = true;
+        setImmediate(() => {
+          this.scheduled = false;
+          this.flush();
+        });
+      }
+    });
+  }
+
+  /** Commits every queued write in one transaction (one fsync), then settles their promises. */
+  private flush(): void {
+    if (this.queue.length === 0) return;
+    const jobs = this.queue;
+    this.queue = [];
+    const outcomes: { ok: boolean; value: unknown }[] = new Array(jobs.length);
+    const one = this.db.transaction((job: Job) => job.run()); // a SAVEPOINT when nested
+    try {
+      this.db
+        .transaction(() => {
+          for (let i = 0; i < jobs.length; i++) {
+            try {
+              outcomes[i] = { ok: true, value: one(jobs[i]!) };
+            } catch (err) {
+              outcomes[i] = { ok: false, value: err };
+            }
+          }
+        })
+        .immediate();
+    } catch (err) {
+      for (const job of jobs) job.reject(err); // the commit itself failed: nothing is durable
+      return;
+    }
+    for (let i = 0; i < jobs.length; i++) {
+      const o = outcomes[i]!;
+      if (o.ok) jobs[i]!.resolve(o.value);
+      else jobs[i]!.reject(o.value);
+    }
+  }
+
+  /**
+   * Reads see committed state only: a write is visible once its promise has resolved. Reads do not
+   * force the queue out early, so connects and inbox reads never break up a clip batch.
+   */
+  private read<T>(fn: () => T): Promise<T> {
+    if (this.closed) return Promise.reject(new StoreError('STORE_CLOSED', 'store is closed'));
+    try {
+      return Promise.resolve(fn());
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  private validated<T>(check: () => void, run: () => T): Promise<T> {
+    try {
+      check();
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.enqueue(run);
+  }
+
+  // ---- registry ---------------------------------------------------------------------------------
+
+  private insertEndpoint(rec: NewEndpoint): void {
+    if (this.s.getEndpoint.get(rec.id)) {
+      throw new StoreError('STORE_ENDPOINT_EXISTS', `endpoint ${rec.id} is already registered`);
+    }
+    this.s.insEndpoint.run(rec.id, rec.role, rec.signPublicKey, rec.boxPublicKey, rec.createdAt);
+  }
+
+  addEndpoint(rec: NewEndpoint): Promise<void> {
+    return this.validated(
+      () => checkNewEndpoint(rec),
+      () => this.insertEndpoint(rec),
+    );
+  }
+
+  /** Registers many endpoints in one transaction (fleet provisioning); all or nothing. */
+  addEndpoints(recs: readonly NewEndpoint[]): Promise<void> {
+    return this.validated(
+      () => {
+        for (const r of recs) checkNewEndpoint(r);
+      },
+      () => {
+        for (const r of recs) this.insertEndpoint(r);
+      },
+    );
+  }
+
+  getEndpoint(id: EndpointId): Promise<EndpointRecord | undefined> {
+    return this.read(() => {
+      const row = this.s.getEndpoint.get(id);
+      return row ? toRecord(row) : undefined;
+    });
+  }
+
+  listEndpoints(): Promise<EndpointRecord[]> {
+    return this.read(() => this.s.listEndpoints.all().map(toRecord));
+  }
+
+  revokeEndpoint(id: EndpointId): Promise<boolean> {
+    return this.validated(
+      () => checkEndpointId(id),
+      () => this.s.revoke.run(id).changes > 0,
+    );
+  }
+
+  createFamily(id: FamilyId, now: number): Promise<void> {
+    return this.validated(
+      () => {
+        parseFamilyId(id);
+        checkTime(now, 'now');
+      },
+      () => {
+        if (this.s.getFamily.get(id))
+          throw new StoreError('STORE_FAMILY_EXISTS', `family ${id} already exists`);
+        this.s.insFamily.run(id, now);
+      },
+    );
+  }
+
+  addFamilyMember(family: FamilyId, endpoint: EndpointId): Promise<void> {
+    return this.validated(
+      () => {
+        parseFamilyId(family);
+        checkEndpointId(endpoint);
+      },
+      () => {
+        if (!this.s.getFamily.get(family))
+          throw new StoreError('STORE_UNKNOWN_FAMILY', `no family ${family}`);
+        const ep = this.s.getEndpoint.get(endpoint);
+        if (!ep) throw new StoreError('STORE_UNKNOWN_ENDPOINT', `no endpoint ${endpoint}`);
+        if (ep.revoked === 1) throw new StoreError('STORE_REVOKED', `endpoint ${endpoint} is revoked`);
+        if (ep.family_id === family) return;
+        if (ep.family_id !== null) {
+          throw new StoreError(
+            'STORE_OTHER_FAMILY',
+            `endpoint ${endpoint} already belongs to another family`,
+          );
+        }
+        this.s.setFamily.run(family, endpoint);
+      },
+    );
+  }
+
+  familyMembers(family: FamilyId): Promise<EndpointRecord[]> {
+    return this.read(() => this.s.members.all(family).map(toRecord));
+  }
+
+  listFamilies(): Promise<{ id: FamilyId; members: number }[]> {
+    return this.read(() => this.s.families.all().map((r) => ({ id: r.id as FamilyId, members: r.members })));
+  }
+
+  async eraseFamily(family: FamilyId): Promise<{ clips: number; endpoints: number }> {
+    parseFamilyId(family);
+    const counts = await this.enqueue(() => {
+      if (!this.s.getFamily.get(family)) throw new StoreError('STORE_UNKNOWN_FAMILY', `no family ${family}`);
+      // [PLK-12.5] Clips sent by a member, then clips addressed to a member (their deliveries cascade).
+      const clips = this.s.eraseSent.run(family).changes + this.s.eraseReceived.run(family).changes;
+      this.s.eraseSeq.run(family);
+      const endpoints = this.s.eraseEndpoints.run(family).changes;
+      this.s.eraseFamily.run(family);
+      return { clips, endpoints };
+    });
+    this.checkpointTruncate();
+    return counts;
+  }
+
+  /**
+   * [PLK-12.5] Copies the WAL into the main file and truncates the WAL to zero bytes, so erased
+   * rows (whose pages secure_delete has zeroed) survive in neither file. Returns false when another
+   * connection's open read transaction kept part of the WAL alive.
+   */
+  checkpointTruncate(): boolean {
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const rows = this.db.pragma('wal_checkpoint(TRUNCATE)') as {
+        busy: number;
+        log: number;
+        checkpointed: number;
+      }[];
+      const r = rows[0];
+      if (r && r.busy === 0) return true;
+    }
+    return false;
+  }
+
+  // ---- clips ------------------------------------------------------------------------------------
+
+  lastSequence(sender: EndpointId): Promise<number> {
+    return this.read(() => this.s.lastSeq.get(sender)?.last_seq ?? 0);
+  }
+
+  acceptClip(clip: ClipRecord, recipients: readonly EndpointId[]): Promise<AcceptResult> {
+    return this.validated(
+      () => checkClip(clip, recipients),
+      (): AcceptResult => {
+        // [PLK-8.1] strictly increasing per sender, checked and advanced in the same transaction.
+        const last = this.s.lastSeq.get(clip.sender)?.last_seq ?? 0;
+        if (clip.sequence <= last) return { ok: false, reason: 'replay' };
+        if (this.s.clipExists.get(clip.sender, clip.clipId)) return { ok: false, reason: 'duplicate' };
+        this.s.insClip.run(
+          clip.sender,
+          clip.clipId,
+          clip.sequence,
+          clip.createdAt,
+          clip.receivedAt,
+          clip.envelope,
+        );
+        for (const r of recipients) this.s.insDelivery.run(r, clip.sender, clip.clipId);
+        this.s.upsertSeq.run(clip.sender, clip.sequence);
+        return { ok: true };
+      },
+    );
+  }
+
+  pendingFor(recipient: EndpointId, limit: number): Promise<PendingDelivery[]> {
+    try {
+      checkLimit(limit);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.read(() =>
+      this.s.pending.all(recipient, limit).map((r) => ({
+        recipient,
+        sender: r.sender as EndpointId,
+        clipId: r.clip_id,
+        receivedAt: r.received_at,
+        envelope: view(r.envelope),
+      })),
+    );
+  }
+
+  markDelivered(recipient: EndpointId, sender: EndpointId, clipId: string, at: number): Promise<boolean> {
+    return this.validated(
+      () => {
+        checkEndpointId(recipient, 'recipient');
+        checkEndpointId(sender, 'sender');
+        checkClipId(clipId);
+        checkTime(at, 'at');
+      },
+      () => {
+        // [PLK-12.4] A repeated receipt is idempotent (true); an unknown delivery is false.
+        if (this.s.deliver.run(at, recipient, sender, clipId).changes === 0) {
+          return this.s.deliveryExists.get(recipient, sender, clipId) !== undefined;
+        }
+        // [PLK-12.5] The last receipt deletes the clip; its delivery rows cascade.
+        if (!this.s.stillPending.get(sender, clipId)) this.s.delClip.run(sender, clipId);
+        return true;
+      },
+    );
+  }
+
+  expireUndelivered(before: number): Promise<number> {
+    // Every clip still stored has at least one pending delivery: fully receipted clips are deleted.
+    return this.validated(
+      () => checkTime(before, 'before'),
+      () => this.s.expire.run(before).changes,
+    );
+  }
+
+  backlog(): Promise<number> {
+    return this.read(() => this.s.backlog.get()?.n ?? 0);
+  }
+
+  /** Online, consistent copy (works while other connections write); created exclusively with mode 0600. */
+  async backup(path: string): Promise<void> {
+    if (this.closed) throw new StoreError('STORE_CLOSED', 'store is closed');
+    this.flush();
+    closeSync(openSync(path, 'wx', 0o600)); // refuses to overwrite; SQLite fills the empty file
+    await this.db.backup(path);
+    chmodSync(path, 0o600);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.flush();
+    this.closed = true;
+    this.db.close();
+  }
+}
+
+/** Opens DIR/gateway.db (DIR created with mode 0700, the file with 0600). */
+export function openSqliteStore(dir: string, opts: SqliteStoreOptions = {}): SqliteStore {
+  ensurePrivateDir(dir);
+  return new SqliteStore(join(dir, STORE_FILE), opts);
+}

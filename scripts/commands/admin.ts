@@ -1,0 +1,254 @@
+// `plushlink provision|family|revoke|endpoints|audit|backup`: gateway administration on a data directory [PLK-12].
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { Argument, type Command } from 'commander';
+import { PRIVATE_KEY_FILE } from '../../device/keystore.ts';
+import {
+  type AdminHandles,
+  addFamilyMember,
+  backup,
+  createFamily,
+  eraseFamily,
+  listEndpoints,
+  openAdmin,
+  provisionEndpoint,
+  revoke,
+  verifyAudit,
+} from '../../gateway/admin.ts';
+import type { AuditVerifyReport } from '../../gateway/audit.ts';
+import type { EndpointRole, FamilyId } from '../../gateway/interfaces.ts';
+import { isFamilyId } from '../../gateway/store/common.ts';
+import { toHex } from '../../shared/bytes.ts';
+import { isEndpointId } from '../../shared/identity.ts';
+import type { EndpointId } from '../../shared/types.ts';
+import { action, CliError, printJson } from '../cli-util.ts';
+
+interface DataOptions {
+  data: string;
+  gatewayKey?: string;
+  json?: boolean;
+  yes?: boolean;
+  out?: string;
+}
+
+const DATA_HELP = 'gateway data directory (gateway.db, audit.db)';
+const KEY_HELP =
+  'gateway key directory (signs audit anchors) or its identity.json (checks them); default DATA/gateway if present';
+
+function familyArg(value: string): FamilyId {
+  if (!isFamilyId(value)) throw new CliError(`"${value}" is not a family id ("f" + 26 base32 characters)`, 2);
+  return value;
+}
+
+function endpointArg(value: string): EndpointId {
+  if (!isEndpointId(value)) throw new CliError(`"${value}" is not an endpoint id (32 base32 characters)`, 2);
+  return value;
+}
+
+/** Opens the data directory, runs `fn`, always closes (which also anchors the audit head). */
+async function withAdmin(
+  opts: DataOptions,
+  create: boolean,
+  fn: (h: AdminHandles) => Promise<void>,
+): Promise<void> {
+  // Default: the key `plushlink gateway --data DIR` keeps in DIR/gateway (scripts/commands/gateway.ts).
+  const defaultKey = join(opts.data, 'gateway');
+  const gatewayKey =
+    opts.gatewayKey ?? (existsSync(join(defaultKey, PRIVATE_KEY_FILE)) ? defaultKey : undefined);
+  const h = await openAdmin(opts.data, { create, ...(gatewayKey ? { gatewayKey } : {}) });
+  try {
+    await fn(h);
+  } finally {
+    await h.close();
+  }
+}
+
+function withDataOptions(cmd: Command): Command {
+  return cmd.option('--data <dir>', DATA_HELP, './data').option('--gateway-key <path>', KEY_HELP);
+}
+
+export function registerAdminCommands(program: Command): void {
+  withDataOptions(
+    program
+      .command('provision')
+      .description(
+        'create an endpoint key pair: private key only into --out (0600), public identity registered',
+      )
+      .addArgument(new Argument('<role>', 'endpoint role').choices(['toy', 'parent']))
+      .requiredOption('--out <keydir>', 'key directory for the new private key (never overwritten)'),
+  )
+    .option('--json', 'print the result as JSON')
+    .action(
+      action(async (role: EndpointRole, opts: DataOptions & { out: string }) => {
+        await withAdmin(opts, true, async ({ store, audit }) => {
+          const id = await provisionEndpoint(store, audit, role, opts.out);
+          if (opts.json) {
+            printJson({
+              id: id.id,
+              role: id.role,
+              signPublicKey: toHex(id.signPublicKey),
+              boxPublicKey: toHex(id.boxPublicKey),
+              keyDir: opts.out,
+            });
+          } else process.stdout.write(`${id.id}\n`);
+        });
+      }),
+    );
+
+  const family = program
+    .command('family')
+    .description('pseudonymous families: create, add members, list, erase');
+
+  withDataOptions(family.command('create').description('create a family; prints its new pseudonymous id'))
+    .option('--json', 'print the result as JSON')
+    .action(
+      action(async (opts: DataOptions) => {
+        await withAdmin(opts, true, async ({ store, audit }) => {
+          const id = await createFamily(store, audit);
+          if (opts.json) printJson({ id });
+          else process.stdout.write(`${id}\n`);
+        });
+      }),
+    );
+
+  withDataOptions(
+    family
+      .command('add')
+      .description('add an endpoint to a family (an endpoint belongs to at most one family)')
+      .argument('<family>', 'family id')
+      .argument('<endpoint>', 'endpoint id'),
+  ).action(
+    action(async (fam: string, endpoint: string, opts: DataOptions) => {
+      const f = familyArg(fam);
+      const e = endpointArg(endpoint);
+      await withAdmin(opts, false, async ({ store, audit }) => {
+        await addFamilyMember(store, audit, f, e);
+        process.stdout.write(`added ${e} to ${f}\n`);
+      });
+    }),
+  );
+
+  withDataOptions(family.command('list').description('list families and their member counts'))
+    .option('--json', 'print the result as JSON')
+    .action(
+      action(async (opts: DataOptions) => {
+        await withAdmin(opts, false, async ({ store }) => {
+          const list = await store.listFamilies();
+          if (opts.json) printJson(list);
+          else for (const f of list) process.stdout.write(`${f.id} ${f.members}\n`);
+        });
+      }),
+    );
+
+  withDataOptions(
+    family
+      .command('erase')
+      .description(
+        'erase every clip, delivery, sequence number and endpoint of a family, and the family [PLK-12.5]',
+      )
+      .argument('<family>', 'family id')
+      .option('--yes', 'confirm the erase (required: it cannot be undone)'),
+  )
+    .option('--json', 'print the result as JSON')
+    .action(
+      action(async (fam: string, opts: DataOptions) => {
+        const f = familyArg(fam);
+        if (!opts.yes) throw new CliError('family erase cannot be undone: add --yes to confirm', 2);
+        await withAdmin(opts, false, async ({ store, audit }) => {
+          const r = await eraseFamily(store, audit, f);
+          if (opts.json) printJson({ family: f, ...r });
+          else process.stdout.write(`erased ${f}: ${r.clips} clips, ${r.endpoints} endpoints\n`);
+        });
+      }),
+    );
+
+  withDataOptions(
+    program
+      .command('revoke')
+      .description('revoke an endpoint: it can no longer connect and its id can never be registered again')
+      .argument('<endpoint>', 'endpoint id'),
+  ).action(
+    action(async (endpoint: string, opts: DataOptions) => {
+      const e = endpointArg(endpoint);
+      await withAdmin(opts, false, async ({ store, audit }) => {
+        await revoke(store, audit, e);
+        process.stdout.write(`revoked ${e}\n`);
+      });
+    }),
+  );
+
+  const endpoints = program
+    .command('endpoints')
+    .description('registered endpoints (public keys and pseudonymous ids only)');
+  withDataOptions(endpoints.command('list').description('list registered endpoints'))
+    .option('--json', 'print the result as JSON')
+    .action(
+      action(async (opts: DataOptions) => {
+        await withAdmin(opts, false, async ({ store, audit }) => {
+          const list = await listEndpoints(store, audit);
+          if (opts.json) {
+            printJson(
+              list.map((e) => ({
+                id: e.id,
+                role: e.role,
+                familyId: e.familyId,
+                revoked: e.revoked,
+                createdAt: e.createdAt,
+                signPublicKey: toHex(e.signPublicKey),
+                boxPublicKey: toHex(e.boxPublicKey),
+              })),
+            );
+          } else {
+            for (const e of list) {
+              process.stdout.write(
+                `${e.id} ${e.role.padEnd(6)} ${e.familyId ?? '-'.padEnd(27)} ${e.revoked ? 'revoked' : 'active'}\n`,
+              );
+            }
+          }
+        });
+      }),
+    );
+
+  const audit = program.command('audit').description('tamper-evident audit log [PLK-12.2]');
+  withDataOptions(
+    audit
+      .command('verify')
+      .description('recompute the hash chain and check the anchors; exit 1 when tampered'),
+  )
+    .option('--json', 'print the result as JSON')
+    .action(
+      action(async (opts: DataOptions) => {
+        await withAdmin(opts, false, async ({ audit: log }) => {
+          const r = (await verifyAudit(log)) as AuditVerifyReport;
+          if (opts.json) printJson(r);
+          if (!r.ok)
+            throw new CliError(
+              `audit log TAMPERED at row ${r.firstBadRow ?? '?'}: ${r.reason ?? 'unknown'}`,
+              1,
+            );
+          if (!opts.json) {
+            const sig = r.signaturesChecked
+              ? 'anchor signatures checked'
+              : 'anchor signatures NOT checked (no --gateway-key)';
+            process.stdout.write(
+              `audit log OK: ${r.rows} rows, anchored through row ${r.anchoredSeq}, ${sig}\n`,
+            );
+          }
+        });
+      }),
+    );
+
+  withDataOptions(
+    program
+      .command('backup')
+      .description('online backup (safe while the gateway runs) into a new directory usable as --data')
+      .argument('<out>', 'new backup directory'),
+  ).action(
+    action(async (out: string, opts: DataOptions) => {
+      await withAdmin(opts, false, async ({ store, audit: log }) => {
+        const r = await backup(store, log, out);
+        process.stdout.write(`${r.dir}\n`);
+      });
+    }),
+  );
+}

@@ -1,0 +1,265 @@
+// Test harness for the gateway: real Aedes on 127.0.0.1:0, real SQLite store in a temp dir, a controllable clock, raw MQTT helpers.
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import { connectEndpoint, type EndpointConnection } from '../../../device/transport/mqtt-connect.ts';
+import { createGateway, type Gateway, type GatewayOptions } from '../../../gateway/gateway.ts';
+import type {
+  AuditEvent,
+  AuditLog,
+  AuditVerifyResult,
+  FamilyId,
+  GatewayStore,
+  NonceStore,
+  RateLimiter,
+} from '../../../gateway/interfaces.ts';
+import { createGatewayMetrics, type GatewayMetrics } from '../../../gateway/metrics.ts';
+import { openSqliteStore } from '../../../gateway/store/sqlite.ts';
+import { toBase32 } from '../../../shared/bytes.ts';
+import { sealClip } from '../../../shared/envelope.ts';
+import {
+  generateIdentity,
+  type PrivateIdentity,
+  type PublicIdentity,
+  publicPart,
+} from '../../../shared/identity.ts';
+import { systemRandom } from '../../../shared/random.ts';
+import { MemoryNonceCache } from '../../../shared/token.ts';
+
+/** Records every audit event in memory (stands in until the SQLite audit log is wired). */
+export class RecordingAudit implements AuditLog {
+  readonly events: AuditEvent[] = [];
+  async append(event: AuditEvent): Promise<void> {
+    this.events.push(event);
+  }
+  async verify(): Promise<AuditVerifyResult> {
+    return { ok: true, rows: this.events.length };
+  }
+  async close(): Promise<void> {}
+  reasons(kind: string): string[] {
+    return this.events.filter((e) => e.kind === kind).map((e) => String(e.detail?.reason));
+  }
+}
+
+/** Allows `capacity` takes per key, never refilled (deterministic rate limiting for tests). */
+export class CountingLimiter implements RateLimiter {
+  private readonly used = new Map<string, number>();
+  constructor(private readonly capacity = Number.POSITIVE_INFINITY) {}
+  async take(key: string, cost: number): Promise<boolean> {
+    const u = (this.used.get(key) ?? 0) + cost;
+    if (u > this.capacity) return false;
+    this.used.set(key, u);
+    return true;
+  }
+}
+
+export class CacheNonceStore implements NonceStore {
+  readonly cache: MemoryNonceCache;
+  constructor(capacity = 10_000) {
+    this.cache = new MemoryNonceCache(capacity);
+  }
+  async add(key: string, expiresAt: number, now: number): Promise<boolean> {
+    return this.cache.add(key, expiresAt, now);
+  }
+}
+
+export interface Family {
+  readonly id: FamilyId;
+  readonly toy: PrivateIdentity;
+  readonly mum: PrivateIdentity;
+  readonly dad: PrivateIdentity;
+}
+
+export interface Harness {
+  readonly dir: string;
+  readonly gatewayIdentity: PrivateIdentity;
+  readonly gatewayPublic: PublicIdentity;
+  gw: Gateway;
+  store: GatewayStore;
+  readonly audit: RecordingAudit;
+  readonly metrics: GatewayMetrics;
+  readonly clock: { now: number };
+  readonly url: () => string;
+  readonly port: () => number;
+  family(): Promise<Family>;
+  register(identity: PrivateIdentity): Promise<void>;
+  connect(identity: PrivateIdentity): Promise<EndpointConnection>;
+  /** Closes the gateway and store and opens both again on the same directory. */
+  restart(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export type HarnessOptions = Partial<Omit<GatewayOptions, 'identity' | 'store' | 'audit'>>;
+
+let seq = 0;
+
+export async function startHarness(options: HarnessOptions = {}): Promise<Harness> {
+  const dir = await mkdtemp(join(tmpdir(), 'plk-gw-'));
+  const gatewayIdentity = generateIdentity('gateway');
+  const audit = new RecordingAudit();
+  const clock = { now: Date.now() };
+  const metrics = options.metrics ?? createGatewayMetrics();
+  const conns: EndpointConnection[] = [];
+
+  const make = (store: GatewayStore): Gateway =>
+    createGateway({
+      identity: gatewayIdentity,
+      store,
+      audit,
+      nonces: new CacheNonceStore(),
+      limiters: {
+        connect: new CountingLimiter(),
+        clips: new CountingLimiter(),
+        bytes: new CountingLimiter(),
+      },
+      clock: () => clock.now,
+      port: 0,
+      retentionIntervalMs: 0,
+      metrics,
+      ...options,
+    });
+
+  const h: Harness = {
+    dir,
+    gatewayIdentity,
+    gatewayPublic: publicPart(gatewayIdentity),
+    store: openSqliteStore(join(dir, 'store')),
+    gw: undefined as unknown as Gateway,
+    audit,
+    metrics,
+    clock,
+    url: () => `mqtt://127.0.0.1:${h.gw.address().port}`,
+    port: () => h.gw.address().port,
+    async register(identity) {
+      await h.store.addEndpoint({
+        id: identity.id,
+        role: identity.role === 'toy' ? 'toy' : 'parent',
+        signPublicKey: identity.signPublicKey,
+        boxPublicKey: identity.boxPublicKey,
+        createdAt: clock.now,
+      });
+    },
+    async family() {
+      const id = `f${toBase32(systemRandom(16))}` as FamilyId;
+      await h.store.createFamily(id, clock.now);
+      const toy = generateIdentity('toy');
+      const mum = generateIdentity('parent');
+      const dad = generateIdentity('parent');
+      for (const e of [toy, mum, dad]) {
+        await h.register(e);
+        await h.store.addFamilyMember(id, e.id);
+      }
+      return { id, toy, mum, dad };
+    },
+    async connect(identity) {
+      const c = await connectEndpoint({
+        url: h.url(),
+        identity,
+        gateway: h.gatewayPublic,
+        clock: () => clock.now,
+      });
+      conns.push(c);
+      return c;
+    },
+    async restart() {
+      await h.gw.close();
+      await h.store.close();
+      h.store = openSqliteStore(join(dir, 'store'));
+      h.gw = make(h.store);
+      await h.gw.listen();
+    },
+    async close() {
+      for (const c of conns) c.client.end(true);
+      await h.gw.close();
+      await h.store.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+  h.gw = make(h.store);
+  await h.gw.listen();
+  seq = 0;
+  return h;
+}
+
+/** A sealed clip from `sender` to `recipients` with the next sequence number. */
+export function makeClip(
+  sender: PrivateIdentity,
+  recipients: readonly PublicIdentity[],
+  opts: { sequence?: number; now?: number; oggBytes?: number } = {},
+): Uint8Array {
+  seq++;
+  return sealClip({
+    sender,
+    recipients,
+    sequence: opts.sequence ?? seq,
+    createdAt: opts.now ?? Date.now(),
+    durationMs: 1000,
+    ogg: systemRandom(opts.oggBytes ?? 2000),
+  });
+}
+
+export type RawResult =
+  | { ok: true; client: MqttClient }
+  | { ok: false; code: number | undefined; error: Error };
+
+/** Connects a plain MQTT.js client with arbitrary credentials; resolves with CONNACK success or the refusal code. */
+export function rawConnect(port: number, opts: IClientOptions): Promise<RawResult> {
+  return new Promise((resolve) => {
+    const client = mqtt.connect(`mqtt://127.0.0.1:${port}`, {
+      protocolVersion: 4,
+      reconnectPeriod: 0,
+      connectTimeout: 3000,
+      clean: true,
+      ...opts,
+    });
+    client.once('connect', () => resolve({ ok: true, client }));
+    client.once('error', (err: Error & { code?: unknown }) => {
+      client.end(true);
+      resolve({ ok: false, code: typeof err.code === 'number' ? err.code : undefined, error: err });
+    });
+    client.once('close', () => resolve({ ok: false, code: undefined, error: new Error('closed') }));
+  });
+}
+
+/** Resolves when the client's connection closes (or rejects after `ms`). */
+export function closed(client: MqttClient, ms = 3000): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (!client.connected) {
+      resolve();
+      return;
+    }
+    const t = setTimeout(() => reject(new Error('connection was not closed')), ms);
+    client.once('close', () => {
+      clearTimeout(t);
+      resolve();
+    });
+  });
+}
+
+/** Collects inbox messages of a connection. */
+export function inbox(conn: EndpointConnection): {
+  clips: Uint8Array[];
+  receipts: Uint8Array[];
+  wait(n: number, kind?: 'clip' | 'receipt', ms?: number): Promise<void>;
+} {
+  const box = {
+    clips: [] as Uint8Array[],
+    receipts: [] as Uint8Array[],
+    async wait(n: number, kind: 'clip' | 'receipt' = 'clip', ms = 5000) {
+      const list = kind === 'clip' ? box.clips : box.receipts;
+      const t0 = Date.now();
+      while (list.length < n) {
+        if (Date.now() - t0 > ms) throw new Error(`expected ${n} ${kind}s, got ${list.length}`);
+        await sleep(10);
+      }
+    },
+  };
+  conn.onInbox((kind, bytes) => {
+    if (kind === 'clip') box.clips.push(bytes);
+    else if (kind === 'receipt') box.receipts.push(bytes);
+  });
+  return box;
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));

@@ -1,0 +1,109 @@
+// RateLimiter and NonceStore contracts (injected clock), run against the in-memory implementations [PLK-3.5].
+import { describe, expect, it } from 'vitest';
+import type { NonceStore, RateLimiter } from '../../gateway/interfaces.ts';
+import { MemoryNonceStore, MemoryRateLimiter } from '../../gateway/limits.ts';
+
+/** Contract for any RateLimiter built with capacity 5 and 10 tokens/s. */
+function runRateLimiterContract(name: string, make: () => RateLimiter): void {
+  describe(`RateLimiter contract: ${name}`, () => {
+    it('allows a burst up to capacity, then refuses', async () => {
+      const rl = make();
+      const t = 1_000_000;
+      for (let i = 0; i < 5; i++) expect(await rl.take('a', 1, t)).toBe(true);
+      expect(await rl.take('a', 1, t)).toBe(false);
+    });
+    it('refills at the configured rate, never above capacity', async () => {
+      const rl = make();
+      let t = 1_000_000;
+      for (let i = 0; i < 5; i++) await rl.take('a', 1, t);
+      t += 99;
+      expect(await rl.take('a', 1, t)).toBe(false); // 0.99 tokens
+      t += 1;
+      expect(await rl.take('a', 1, t)).toBe(true); // 100 ms = 1 token
+      t += 3_600_000;
+      for (let i = 0; i < 5; i++) expect(await rl.take('a', 1, t)).toBe(true);
+      expect(await rl.take('a', 1, t)).toBe(false);
+    });
+    it('keys are independent; costs are honoured; a cost above capacity never passes', async () => {
+      const rl = make();
+      const t = 5_000;
+      expect(await rl.take('a', 5, t)).toBe(true);
+      expect(await rl.take('a', 1, t)).toBe(false);
+      expect(await rl.take('b', 3, t)).toBe(true);
+      expect(await rl.take('b', 3, t)).toBe(false); // a refused take costs nothing
+      expect(await rl.take('b', 2, t)).toBe(true);
+      expect(await rl.take('c', 6, t + 1e9)).toBe(false);
+    });
+    it('a clock going backwards does not mint tokens', async () => {
+      const rl = make();
+      for (let i = 0; i < 5; i++) await rl.take('a', 1, 10_000);
+      expect(await rl.take('a', 1, 5_000)).toBe(false);
+      expect(await rl.take('a', 1, 10_050)).toBe(false);
+      expect(await rl.take('a', 1, 10_100)).toBe(true);
+    });
+    it('rejects invalid costs', async () => {
+      const rl = make();
+      await expect(rl.take('a', 0, 1)).rejects.toThrow(RangeError);
+      await expect(rl.take('a', Number.NaN, 1)).rejects.toThrow(RangeError);
+      await expect(rl.take('a', -1, 1)).rejects.toThrow(RangeError);
+    });
+  });
+}
+
+function runNonceStoreContract(name: string, make: () => NonceStore): void {
+  describe(`NonceStore contract: ${name}`, () => {
+    it('refuses a nonce seen before it expires, accepts it again after', async () => {
+      const ns = make();
+      expect(await ns.add('ep:00', 2_000, 1_000)).toBe(true);
+      expect(await ns.add('ep:00', 2_000, 1_500)).toBe(false);
+      expect(await ns.add('ep:00', 2_000, 2_000)).toBe(false);
+      expect(await ns.add('ep:01', 2_000, 1_500)).toBe(true);
+      expect(await ns.add('ep:00', 4_000, 2_001)).toBe(true); // the old token is stale by now anyway
+    });
+  });
+}
+
+runRateLimiterContract(
+  'MemoryRateLimiter',
+  () => new MemoryRateLimiter({ capacity: 5, refillPerSecond: 10 }),
+);
+runNonceStoreContract('MemoryNonceStore', () => new MemoryNonceStore());
+
+describe('MemoryRateLimiter bounds', () => {
+  it('evicts idle full buckets first when maxKeys is reached', () => {
+    const rl = new MemoryRateLimiter({ capacity: 2, refillPerSecond: 1, maxKeys: 3 });
+    expect(rl.tryTake('a', 1, 0)).toBe(true);
+    expect(rl.tryTake('b', 1, 0)).toBe(true);
+    expect(rl.tryTake('c', 1, 0)).toBe(true);
+    // At t=500 no bucket has refilled: a new key cannot push out a limited one (fail closed).
+    expect(rl.tryTake('d', 1, 500)).toBe(false);
+    expect(rl.size).toBe(3);
+    // At t=1000 'a', 'b' and 'c' are full again: the least recently used one is evicted.
+    expect(rl.tryTake('d', 1, 1000)).toBe(true);
+    expect(rl.size).toBe(3);
+  });
+
+  it('spraying fresh keys neither grows memory nor resets a limited key', () => {
+    const rl = new MemoryRateLimiter({ capacity: 3, refillPerSecond: 0.001, maxKeys: 100 });
+    for (let i = 0; i < 3; i++) expect(rl.tryTake('victim-limited', 1, 0)).toBe(true);
+    for (let i = 0; i < 10_000; i++) rl.tryTake(`spray-${i}`, 1, i);
+    expect(rl.size).toBeLessThanOrEqual(100);
+    expect(rl.tryTake('victim-limited', 1, 10_000)).toBe(false);
+  });
+
+  it('validates its options', () => {
+    expect(() => new MemoryRateLimiter({ capacity: 0, refillPerSecond: 1 })).toThrow(RangeError);
+    expect(() => new MemoryRateLimiter({ capacity: 1, refillPerSecond: -1 })).toThrow(RangeError);
+    expect(() => new MemoryRateLimiter({ capacity: 1, refillPerSecond: 1, maxKeys: 0 })).toThrow(RangeError);
+  });
+});
+
+describe('MemoryNonceStore bounds', () => {
+  it('fails closed when full of unexpired nonces, recovers once they expire', async () => {
+    const ns = new MemoryNonceStore(3);
+    for (const k of ['a', 'b', 'c']) expect(await ns.add(k, 100, 0)).toBe(true);
+    expect(await ns.add('d', 100, 50)).toBe(false);
+    expect(await ns.add('d', 200, 101)).toBe(true);
+    expect(ns.size).toBe(1);
+  });
+});

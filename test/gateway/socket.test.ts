@@ -1,0 +1,165 @@
+// Socket-level defences: packet size guard (unit and with a real oversized PUBLISH), connect timeout, per-address connect rate, full nonce cache [PLK-9] [PLK-12.1].
+import { type Socket, connect as tcpConnect } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BoundedNonceStore } from '../../gateway/auth.ts';
+import { MqttHeaderScanner } from '../../gateway/packet-limit.ts';
+import { createConnectToken } from '../../shared/token.ts';
+import { clipTopic } from '../../shared/topics.ts';
+import { CountingLimiter, closed, type Harness, rawConnect, startHarness } from './helpers/harness.ts';
+
+/** MQTT 3.1.1 CONNECT with client id only (no credentials): 0x10, remaining length, body. */
+function connectPacket(clientId: string): Buffer {
+  const id = Buffer.from(clientId);
+  const body = Buffer.concat([
+    Buffer.from([0, 4, 0x4d, 0x51, 0x54, 0x54, 4, 0x02, 0, 30, id.length >> 8, id.length & 0xff]),
+    id,
+  ]);
+  return Buffer.concat([Buffer.from([0x10, body.length]), body]);
+}
+
+function varint(n: number): number[] {
+  const out: number[] = [];
+  do {
+    let b = n % 128;
+    n = Math.floor(n / 128);
+    if (n > 0) b |= 0x80;
+    out.push(b);
+  } while (n > 0);
+  return out;
+}
+
+function socketClosed(sock: Socket, ms: number): Promise<number> {
+  const t0 = Date.now();
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error('socket still open')), ms);
+    sock.once('close', () => {
+      clearTimeout(t);
+      resolve(Date.now() - t0);
+    });
+  });
+}
+
+function openSocket(port: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const s = tcpConnect(port, '127.0.0.1', () => resolve(s));
+    s.on('error', reject);
+  });
+}
+
+describe('MqttHeaderScanner', () => {
+  it('passes packets split at every byte boundary, refuses oversize, malformed and non-CONNECT first packets', () => {
+    const stream = Buffer.concat([
+      connectPacket('x'),
+      Buffer.from([0x30, ...varint(300)]),
+      Buffer.alloc(300, 1),
+      Buffer.from([0xc0, 0]),
+    ]);
+    for (let cut = 1; cut < stream.length; cut += 7) {
+      const sc = new MqttHeaderScanner(1000, 100);
+      expect(sc.feed(stream.subarray(0, cut))).toBeNull();
+      expect(sc.feed(stream.subarray(cut))).toBeNull();
+    }
+    const sc = new MqttHeaderScanner(1000, 100);
+    expect(sc.feed(connectPacket('x'))).toBeNull();
+    expect(sc.feed(Buffer.from([0x30, ...varint(1001)]))).toBe('oversize');
+    expect(sc.declared).toBe(1001);
+    // Refused as soon as the partial varint exceeds the limit (no need to wait for more bytes).
+    expect(
+      new MqttHeaderScanner(1000, 100).feed(Buffer.from([...connectPacket('x'), 0x30, 0xff, 0xff])),
+    ).toBe('oversize');
+    expect(
+      new MqttHeaderScanner(1 << 30, 100).feed(
+        Buffer.from([...connectPacket('x'), 0x30, 0xff, 0xff, 0xff, 0xff, 1]),
+      ),
+    ).toBe('malformed');
+    expect(new MqttHeaderScanner(1000, 100).feed(Buffer.from([0x30, 0]))).toBe('not-connect');
+    expect(new MqttHeaderScanner(1000, 100).feed(Buffer.from([0x10, ...varint(101)]))).toBe('oversize');
+  });
+});
+
+describe('gateway socket defences', () => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await startHarness({ maxPacketBytes: 64 * 1024, connectTimeoutMs: 300 });
+  });
+  afterAll(async () => {
+    await h.close();
+  });
+
+  it('closes a silent socket after the connect timeout', async () => {
+    const sock = await openSocket(h.port());
+    const ms = await socketClosed(sock, 3000);
+    expect(ms).toBeGreaterThanOrEqual(200);
+    expect(ms).toBeLessThan(2500);
+  });
+
+  it('closes a socket whose first packet is not CONNECT, or whose CONNECT is huge', async () => {
+    const a = await openSocket(h.port());
+    a.write(Buffer.from([0x30, 5, 0, 1, 0x61, 1, 2]));
+    await socketClosed(a, 2000);
+    const b = await openSocket(h.port());
+    b.write(Buffer.from([0x10, ...varint(50_000)]));
+    await socketClosed(b, 2000);
+  });
+
+  it('closes an authenticated connection that sends an oversized PUBLISH (real packet)', async () => {
+    const f = await h.family();
+    const conn = await h.connect(f.toy);
+    const before =
+      (await h.metrics.socketViolations.get()).values.find((v) => v.labels.reason === 'oversize')?.value ?? 0;
+    conn.client.publish(clipTopic(f.toy.id), Buffer.alloc(64 * 1024 + 10, 1), { qos: 1 });
+    await closed(conn.client);
+    const after =
+      (await h.metrics.socketViolations.get()).values.find((v) => v.labels.reason === 'oversize')?.value ?? 0;
+    expect(after).toBe(before + 1);
+  });
+
+  it('refuses a raw oversized header before its body arrives', async () => {
+    const sock = await openSocket(h.port());
+    sock.write(connectPacket('abc'));
+    sock.write(Buffer.from([0x32, ...varint(200 * 1024 * 1024), 0, 3]));
+    await socketClosed(sock, 2000);
+  });
+});
+
+describe('connect rate limit and nonce capacity', () => {
+  it('answers CONNACK 3 when the source address is over its connect rate or the nonce cache is full', async () => {
+    const nonces = new BoundedNonceStore(1);
+    const h = await startHarness({
+      limiters: {
+        connect: new CountingLimiter(3),
+        clips: new CountingLimiter(),
+        bytes: new CountingLimiter(),
+      },
+      nonces,
+    });
+    try {
+      const f = await h.family();
+      const pw = (id = f.toy) =>
+        Buffer.from(
+          createConnectToken({ identity: id, gatewayId: h.gatewayIdentity.id, now: h.clock.now }).bytes,
+        );
+      const ok = await rawConnect(h.port(), { clientId: f.toy.id, username: f.toy.id, password: pw() });
+      expect(ok.ok).toBe(true);
+      if (ok.ok) ok.client.end(true);
+      const full = await rawConnect(h.port(), {
+        clientId: f.mum.id,
+        username: f.mum.id,
+        password: pw(f.mum),
+      });
+      expect(full.ok ? 0 : full.code).toBe(3);
+      expect(h.audit.reasons('auth.refused').at(-1)).toBe('nonce-store-full');
+      await rawConnect(h.port(), { clientId: f.mum.id });
+      const limited = await rawConnect(h.port(), {
+        clientId: f.mum.id,
+        username: f.mum.id,
+        password: pw(f.mum),
+      });
+      expect(limited.ok ? 0 : limited.code).toBe(3);
+      const m = await h.metrics.authFailures.get();
+      expect(m.values.find((v) => v.labels.reason === 'rate-limited')?.value).toBe(1);
+    } finally {
+      await h.close();
+    }
+  });
+});
