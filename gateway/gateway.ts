@@ -399,6 +399,11 @@ export function createGateway(opts: GatewayOptions): Gateway {
     };
     const onClip = (outcome: ClipOutcome) => {
       if (outcome.kind === 'refused') return refuse(outcome.reason, outcome.detail);
+      if (outcome.kind === 'retransmit') {
+        // [PLK-8.2] durable since its first arrival: PUBACK again; recipients got or will get it.
+        metrics.clipsRetransmitted.inc();
+        return cb(null);
+      }
       metrics.clipsAccepted.inc();
       metrics.bytesAccepted.inc(payload.length);
       // [PLK-12.3] the store write is durable: only now may Aedes send the PUBACK. In

@@ -53,6 +53,8 @@ export type ClipOutcome =
       readonly clipId: string;
       readonly recipients: readonly EndpointId[];
     }
+  /** [PLK-8.2] A resend of a clip already stored: acknowledge again, forward nothing. */
+  | { readonly kind: 'retransmit'; readonly clipId: string }
   | { readonly kind: 'refused'; readonly reason: IngestReason; readonly detail?: string };
 
 const refusedClip = (reason: IngestReason, detail?: string): Extract<ClipOutcome, { kind: 'refused' }> => ({
@@ -198,6 +200,7 @@ export async function commitClip(ctx: IngestContext, prepared: PreparedClip): Pr
       result.reason === 'replay' ? `sequence ${prepared.record.sequence}` : prepared.clipId,
     );
   }
+  if (result.retransmit) return { kind: 'retransmit', clipId: prepared.clipId };
   return { kind: 'accepted', clip: prepared.clip, clipId: prepared.clipId, recipients: prepared.recipients };
 }
 

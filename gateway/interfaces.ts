@@ -37,8 +37,13 @@ export interface PendingDelivery {
   readonly envelope: Uint8Array;
 }
 
+/**
+ * `retransmit`: this exact clip (sender, clip id, sequence) was accepted before — it is durable,
+ * so the gateway acknowledges it again and stores nothing (a QoS 1 resend after a lost PUBACK)
+ * [PLK-8.2]. `duplicate`: the clip id was used before with another sequence number.
+ */
 export type AcceptResult =
-  | { readonly ok: true }
+  | { readonly ok: true; readonly retransmit?: true }
   | { readonly ok: false; readonly reason: 'replay' | 'duplicate' };
 
 /**
@@ -67,16 +72,20 @@ export interface GatewayStore {
   /** Highest accepted sequence number for a sender, 0 when none (survives restarts) [PLK-8.1]. */
   lastSequence(sender: EndpointId): Promise<number>;
   /**
-   * Atomically: refuses unless clip.sequence > lastSequence(sender); stores the clip and one
-   * pending delivery per recipient; advances the sequence. Durable when the promise resolves
-   * (the gateway sends PUBACK only after that).
+   * Atomically: a clip accepted before (same sender, clip id and sequence, within the retention
+   * period, even if since delivered) is a `retransmit`; otherwise refuses unless clip.sequence >
+   * lastSequence(sender); stores the clip and one pending delivery per recipient; advances the
+   * sequence. Durable when the promise resolves (the gateway sends PUBACK only after that).
    */
   acceptClip(clip: ClipRecord, recipients: readonly EndpointId[]): Promise<AcceptResult>;
   /** Undelivered clips for a recipient, oldest first. */
   pendingFor(recipient: EndpointId, limit: number): Promise<PendingDelivery[]>;
   /** Records a receipt; deletes the clip once every recipient has receipted. False when unknown. */
   markDelivered(recipient: EndpointId, sender: EndpointId, clipId: string, at: number): Promise<boolean>;
-  /** Retention: deletes clips received before `before` that are still undelivered; returns the count. */
+  /**
+   * Retention: deletes clips received before `before` that are still undelivered, and forgets
+   * accepted clip ids that old (kept to recognise retransmissions); returns the count of clips.
+   */
   expireUndelivered(before: number): Promise<number>;
   /** Number of pending (undelivered) deliveries. */
   backlog(): Promise<number>;

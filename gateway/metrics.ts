@@ -9,6 +9,7 @@ export interface GatewayMetrics {
   readonly authFailures: Counter<'reason'>;
   readonly connectsAccepted: Counter;
   readonly clipsAccepted: Counter;
+  readonly clipsRetransmitted: Counter;
   readonly clipsRefused: Counter<'reason'>;
   readonly bytesAccepted: Counter;
   readonly clipsForwarded: Counter;
@@ -66,6 +67,11 @@ export function createGatewayMetrics(prefix = 'plushlink_gateway_'): GatewayMetr
     clipsAccepted: new Counter({
       name: `${prefix}clips_accepted_total`,
       help: 'Clip envelopes verified and durably stored',
+      registers,
+    }),
+    clipsRetransmitted: new Counter({
+      name: `${prefix}clips_retransmitted_total`,
+      help: 'Resends of already stored clips, acknowledged again without storing or forwarding',
       registers,
     }),
     clipsRefused: new Counter({

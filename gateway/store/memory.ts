@@ -39,6 +39,8 @@ export class MemoryStore implements GatewayStore {
   /** Insertion order of the Map = acceptance order (pendingFor is oldest first). */
   private readonly clips = new Map<string, StoredClip>();
   private readonly sequences = new Map<EndpointId, number>();
+  /** [PLK-8.2] accepted clip ids (key → sequence, received at), kept until retention. */
+  private readonly accepted = new Map<string, { sender: EndpointId; sequence: number; receivedAt: number }>();
   private closed = false;
 
   private live(): void {
@@ -147,6 +149,7 @@ export class MemoryStore implements GatewayStore {
         clips++;
       }
     }
+    for (const [k, a] of this.accepted) if (members.has(a.sender)) this.accepted.delete(k);
     for (const m of members) {
       this.sequences.delete(m);
       this.endpoints.delete(m);
@@ -163,14 +166,20 @@ export class MemoryStore implements GatewayStore {
   async acceptClip(clip: ClipRecord, recipients: readonly EndpointId[]): Promise<AcceptResult> {
     this.live();
     checkClip(clip, recipients);
-    if (clip.sequence <= (this.sequences.get(clip.sender) ?? 0)) return { ok: false, reason: 'replay' };
     const key = clipKey(clip.sender, clip.clipId);
-    if (this.clips.has(key)) return { ok: false, reason: 'duplicate' };
+    const seen = this.accepted.get(key);
+    if (seen) {
+      return seen.sequence === clip.sequence
+        ? { ok: true, retransmit: true }
+        : { ok: false, reason: 'duplicate' };
+    }
+    if (clip.sequence <= (this.sequences.get(clip.sender) ?? 0)) return { ok: false, reason: 'replay' };
     this.clips.set(key, {
       clip: { ...clip, envelope: copy(clip.envelope) },
       deliveries: new Map(recipients.map((r) => [r, null])),
     });
     this.sequences.set(clip.sender, clip.sequence);
+    this.accepted.set(key, { sender: clip.sender, sequence: clip.sequence, receivedAt: clip.receivedAt });
     return { ok: true };
   }
 
@@ -215,6 +224,7 @@ export class MemoryStore implements GatewayStore {
   async expireUndelivered(before: number): Promise<number> {
     this.live();
     checkTime(before, 'before');
+    for (const [k, a] of this.accepted) if (a.receivedAt < before) this.accepted.delete(k);
     let n = 0;
     for (const [k, c] of this.clips) {
       if (c.clip.receivedAt < before) {

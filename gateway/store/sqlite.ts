@@ -69,6 +69,18 @@ const MIGRATIONS: readonly string[] = [
      sender TEXT PRIMARY KEY NOT NULL,
      last_seq INTEGER NOT NULL
    ) WITHOUT ROWID;`,
+  // [PLK-8.2] Accepted clip ids outlive their clip (deleted once receipted) until retention, so a
+  // QoS 1 resend after a lost PUBACK is recognised and acknowledged again instead of refused.
+  `CREATE TABLE accepted (
+     sender TEXT NOT NULL,
+     clip_id TEXT NOT NULL,
+     sequence INTEGER NOT NULL,
+     received_at INTEGER NOT NULL,
+     PRIMARY KEY (sender, clip_id)
+   ) WITHOUT ROWID;
+   CREATE INDEX accepted_received ON accepted(received_at);
+   INSERT INTO accepted (sender, clip_id, sequence, received_at)
+     SELECT sender, clip_id, sequence, received_at FROM clips;`,
 ];
 
 export interface SqliteStoreOptions {
@@ -183,8 +195,15 @@ function prepareStatements(db: Database.Database) {
        GROUP BY f.id ORDER BY f.created_at, f.id`,
     ),
     lastSeq: db.prepare<[string], { last_seq: number }>('SELECT last_seq FROM sequences WHERE sender = ?'),
-    clipExists: db.prepare<[string, string], { one: number }>(
-      'SELECT 1 AS one FROM clips WHERE sender = ? AND clip_id = ?',
+    acceptedSeq: db.prepare<[string, string], { sequence: number }>(
+      'SELECT sequence FROM accepted WHERE sender = ? AND clip_id = ?',
+    ),
+    insAccepted: db.prepare<[string, string, number, number]>(
+      'INSERT INTO accepted (sender, clip_id, sequence, received_at) VALUES (?, ?, ?, ?)',
+    ),
+    expireAccepted: db.prepare<[number]>('DELETE FROM accepted WHERE received_at < ?'),
+    eraseAccepted: db.prepare<[string]>(
+      'DELETE FROM accepted WHERE sender IN (SELECT id FROM endpoints WHERE family_id = ?)',
     ),
     insClip: db.prepare<[string, string, number, number, number, Uint8Array]>(
       'INSERT INTO clips (sender, clip_id, sequence, created_at, received_at, envelope) VALUES (?, ?, ?, ?, ?, ?)',
@@ -418,6 +437,7 @@ export class SqliteStore implements GatewayStore {
       // [PLK-12.5] Clips sent by a member, then clips addressed to a member (their deliveries cascade).
       const clips = this.s.eraseSent.run(family).changes + this.s.eraseReceived.run(family).changes;
       this.s.eraseSeq.run(family);
+      this.s.eraseAccepted.run(family);
       const endpoints = this.s.eraseEndpoints.run(family).changes;
       this.s.eraseFamily.run(family);
       return { clips, endpoints };
@@ -454,10 +474,16 @@ export class SqliteStore implements GatewayStore {
     return this.validated(
       () => checkClip(clip, recipients),
       (): AcceptResult => {
+        // [PLK-8.2] a resend of an accepted clip is acknowledged again, never stored twice.
+        const seen = this.s.acceptedSeq.get(clip.sender, clip.clipId);
+        if (seen) {
+          return seen.sequence === clip.sequence
+            ? { ok: true, retransmit: true }
+            : { ok: false, reason: 'duplicate' };
+        }
         // [PLK-8.1] strictly increasing per sender, checked and advanced in the same transaction.
         const last = this.s.lastSeq.get(clip.sender)?.last_seq ?? 0;
         if (clip.sequence <= last) return { ok: false, reason: 'replay' };
-        if (this.s.clipExists.get(clip.sender, clip.clipId)) return { ok: false, reason: 'duplicate' };
         this.s.insClip.run(
           clip.sender,
           clip.clipId,
@@ -467,6 +493,7 @@ export class SqliteStore implements GatewayStore {
           clip.envelope,
         );
         for (const r of recipients) this.s.insDelivery.run(r, clip.sender, clip.clipId);
+        this.s.insAccepted.run(clip.sender, clip.clipId, clip.sequence, clip.receivedAt);
         this.s.upsertSeq.run(clip.sender, clip.sequence);
         return { ok: true };
       },
@@ -514,7 +541,10 @@ export class SqliteStore implements GatewayStore {
     // Every clip still stored has at least one pending delivery: fully receipted clips are deleted.
     return this.validated(
       () => checkTime(before, 'before'),
-      () => this.s.expire.run(before).changes,
+      () => {
+        this.s.expireAccepted.run(before);
+        return this.s.expire.run(before).changes;
+      },
     );
   }
 

@@ -127,9 +127,13 @@ describe('gateway broker core', () => {
     await Promise.all([mumBox2.wait(2), dadBox.wait(1)]);
     expect(mumBox2.clips.map(toHex)).toEqual([toHex(a), toHex(b)]);
     expect(toHex(dadBox.clips[0]!)).toBe(toHex(a));
-    // The sequence survives the restart: re-sending an accepted clip is a replay.
+    // A resend of an accepted clip (a lost PUBACK) is acknowledged again and not forwarded twice.
     const toy2 = await h.connect(f.toy);
-    toy2.publishClip(a).catch(() => {});
+    await toy2.publishClip(a);
+    expect(await h.store.backlog()).toBe(3);
+    // The sequence survives the restart: a new clip with an old sequence number is a replay.
+    const decodedA = decodeClip(a);
+    toy2.publishClip(makeClip(f.toy, [f.mum], { sequence: decodedA.header.sequence })).catch(() => {});
     await closed(toy2.client);
     expect(h.audit.reasons('clip.refused').at(-1)).toBe('replay');
     await Promise.all([mum2.close(), dad.close()]);

@@ -127,6 +127,23 @@ export function runStoreContract(name: string, makeStore: () => Promise<GatewayS
       expect(await store.pendingFor(f.dad, 10)).toEqual([]);
     });
 
+    it('acknowledges a resend of an accepted clip without storing it twice, even after delivery [PLK-8.2]', async () => {
+      const f = await family();
+      const c = newClip(f.toy, 1);
+      expect(await store.acceptClip(c, [f.mum])).toEqual({ ok: true });
+      expect(await store.acceptClip(c, [f.mum])).toEqual({ ok: true, retransmit: true });
+      expect(await store.backlog()).toBe(1);
+      expect(await store.pendingFor(f.mum, 10)).toHaveLength(1);
+      // Delivered and deleted: a late resend is still recognised, not refused as a replay.
+      expect(await store.markDelivered(f.mum, f.toy, c.clipId, c.receivedAt + 1)).toBe(true);
+      expect(await store.backlog()).toBe(0);
+      expect(await store.acceptClip(c, [f.mum])).toEqual({ ok: true, retransmit: true });
+      expect(await store.pendingFor(f.mum, 10)).toEqual([]);
+      // Past retention the clip id is forgotten and the old sequence number is a replay.
+      await store.expireUndelivered(c.receivedAt + 1);
+      expect(await store.acceptClip(c, [f.mum])).toEqual({ ok: false, reason: 'replay' });
+    });
+
     it('validates clips at the boundary', async () => {
       const f = await family();
       await expect(store.acceptClip(newClip(f.toy, 1), [])).rejects.toThrow(RangeError);

@@ -62,7 +62,7 @@ describe('SqliteStore specifics', () => {
     expect(store.db.pragma('secure_delete', { simple: true })).toBe(1);
     expect(store.db.pragma('foreign_keys', { simple: true })).toBe(1);
     const version = store.db.prepare('SELECT max(version) AS v FROM schema_version').get() as { v: number };
-    expect(version.v).toBe(1);
+    expect(version.v).toBe(2);
     await store.close();
   });
 
