@@ -1,5 +1,4 @@
 // Gateway administration (code and CLI): provisioning, families, revocation, erase, audit check, backup; every action audited [PLK-12].
-import { createPrivateKey } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import {
@@ -10,10 +9,8 @@ import {
   writeKeyDir,
 } from '../device/keystore.ts';
 import { toBase32 } from '../shared/bytes.ts';
-import { type CryptoSuite, defaultCrypto } from '../shared/crypto.ts';
 import {
   generateIdentity,
-  identityFromSecrets,
   type PrivateIdentity,
   type PublicIdentity,
   publicPart,
@@ -113,45 +110,6 @@ export async function provisionEndpoint(
   return publicPart(identity);
 }
 
-/**
- * Public key from a raw 32-byte secret through a JWK import: byte-identical to the PKCS#8 path of
- * shared/crypto.ts (Ed25519 per RFC 8032, X25519 per RFC 7748) but several times faster in
- * OpenSSL 3, which is what makes fleet provisioning take seconds instead of a minute.
- */
-function jwkPublicKey(crv: 'Ed25519' | 'X25519', secret: Uint8Array): Uint8Array {
-  const key = createPrivateKey({
-    key: { kty: 'OKP', crv, d: Buffer.from(secret).toString('base64url'), x: '' },
-    format: 'jwk',
-  });
-  const x = key.export({ format: 'jwk' }).x;
-  if (typeof x !== 'string') throw new Error(`no ${crv} public key`);
-  const out = new Uint8Array(Buffer.from(x, 'base64url'));
-  if (out.length !== 32) throw new Error(`bad ${crv} public key length`);
-  return out;
-}
-
-/** defaultCrypto() with faster key derivation for bulk provisioning (checked once per batch). */
-export function bulkKeySuite(base: CryptoSuite = defaultCrypto()): CryptoSuite {
-  return {
-    ...base,
-    name: `${base.name}+jwk-keygen`,
-    signPublicKey: (seed) => {
-      try {
-        return jwkPublicKey('Ed25519', seed);
-      } catch {
-        return base.signPublicKey(seed);
-      }
-    },
-    boxPublicKey: (secret) => {
-      try {
-        return jwkPublicKey('X25519', secret);
-      } catch {
-        return base.boxPublicKey(secret);
-      }
-    },
-  };
-}
-
 interface BatchStore {
   addEndpoints(recs: readonly NewEndpoint[]): Promise<void>;
 }
@@ -177,20 +135,8 @@ export async function provisionMany(
   const now = Math.floor(opts?.now ?? Date.now());
   const ids: PrivateIdentity[] = new Array(n);
   const recs: NewEndpoint[] = new Array(n);
-  const base = defaultCrypto();
-  let suite = bulkKeySuite(base);
   for (let i = 0; i < n; i++) {
-    const id = generateIdentity(role, random, suite);
-    if (i === 0) {
-      // Cross-check the fast path once against the reference derivation; fall back if it differs.
-      const ref = identityFromSecrets(role, id.signSeed, id.boxSecret, base);
-      if (ref.id !== id.id || toBase32(ref.boxPublicKey) !== toBase32(id.boxPublicKey)) {
-        suite = base;
-        ids[i] = ref;
-        recs[i] = toNewEndpoint(ref, now);
-        continue;
-      }
-    }
+    const id = generateIdentity(role, random);
     ids[i] = id;
     recs[i] = toNewEndpoint(id, now);
   }

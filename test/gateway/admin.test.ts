@@ -10,7 +10,6 @@ import { readPrivateKey } from '../../device/keystore.ts';
 import {
   addFamilyMember,
   backup,
-  bulkKeySuite,
   createFamily,
   eraseFamily,
   listEndpoints,
@@ -22,7 +21,6 @@ import {
   verifyAudit,
 } from '../../gateway/admin.ts';
 import { MemoryStore } from '../../gateway/store/memory.ts';
-import { defaultCrypto } from '../../shared/crypto.ts';
 import { seededRandom } from '../../shared/random.ts';
 import type { EndpointId } from '../../shared/types.ts';
 
@@ -124,18 +122,6 @@ describe('admin functions', () => {
     expect((await b.store.listEndpoints()).length).toBe(2);
     expect(await b.audit.verify()).toMatchObject({ ok: true });
     await b.close();
-  });
-
-  it('bulk key derivation is byte-identical to the reference suite', () => {
-    const ref = defaultCrypto();
-    const fast = bulkKeySuite(ref);
-    const r = seededRandom('bulk-keys');
-    for (let i = 0; i < 20; i++) {
-      const seed = r(32);
-      expect(fast.signPublicKey(seed)).toEqual(ref.signPublicKey(seed));
-      expect(fast.boxPublicKey(seed)).toEqual(ref.boxPublicKey(seed));
-    }
-    expect(fast.boxPublicKey(new Uint8Array(32))).toEqual(ref.boxPublicKey(new Uint8Array(32)));
   });
 
   it('provisionMany registers endpoints in one transaction, quickly (10,000 measured in gateway/store/bench.ts)', async () => {
