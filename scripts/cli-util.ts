@@ -68,14 +68,14 @@ export function numberOption(name: string, min: number, max: number): (value: st
   };
 }
 
-const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
-/** Parses "250ms", "30s", "2m", "1h" or a bare number of seconds into milliseconds. */
+/** Parses "250ms", "30s", "2m", "1h", "7d" or a bare number of seconds into milliseconds. */
 export function parseDurationMs(value: string): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(value.trim());
-  if (!m) throw new InvalidArgumentError(`expected a duration such as 30s, 500ms or 2m, got "${value}"`);
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(value.trim());
+  if (!m) throw new InvalidArgumentError(`expected a duration such as 30s, 500ms, 2m or 7d, got "${value}"`);
   const n = Number(m[1]) * (DURATION_UNITS[m[2] ?? 's'] ?? 1000);
-  if (!Number.isFinite(n) || n > 7 * 24 * 3_600_000)
+  if (!Number.isFinite(n) || n > 366 * 86_400_000)
     throw new InvalidArgumentError(`duration out of range: "${value}"`);
   return Math.round(n);
 }

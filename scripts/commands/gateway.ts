@@ -3,7 +3,6 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { InvalidArgumentError } from 'commander';
 import { pino } from 'pino';
 import { readPrivateKey, writeKeyDir } from '../../device/keystore.ts';
 import { openAdmin } from '../../gateway/admin.ts';
@@ -36,22 +35,6 @@ interface GatewayCliOptions {
   clipBurst: number;
   byteRate: number;
   logLevel: string;
-}
-
-const LONG_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: DAY_MS };
-
-/** Like durationOption, but also accepts days ("7d") and allows up to a year. */
-function longDurationOption(name: string, minMs: number, maxMs: number): (value: string) => number {
-  return (value: string) => {
-    const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(value.trim());
-    if (!m)
-      throw new InvalidArgumentError(`${name}: expected a duration such as 7d, 12h or 30m, got "${value}"`);
-    const ms = Math.round(Number(m[1]) * (LONG_UNITS[m[2] ?? 's'] ?? 1000));
-    if (!Number.isFinite(ms) || ms < minMs || ms > maxMs) {
-      throw new InvalidArgumentError(`${name} must be between ${minMs} ms and ${maxMs} ms, got "${value}"`);
-    }
-    return ms;
-  };
 }
 
 /** Loads DATA/gateway/endpoint.key, or creates the gateway identity there on first start. */
@@ -180,13 +163,13 @@ export function registerGatewayCommands(program: Command): void {
     .option(
       '--retention-undelivered <duration>',
       'delete undelivered clips older than this',
-      longDurationOption('--retention-undelivered', 60_000, 365 * DAY_MS),
+      durationOption('--retention-undelivered', 60_000, 365 * DAY_MS),
       7 * DAY_MS,
     )
     .option(
       '--retention-interval <duration>',
       'how often retention runs',
-      longDurationOption('--retention-interval', 1000, DAY_MS),
+      durationOption('--retention-interval', 1000, DAY_MS),
       600_000,
     )
     .option(
