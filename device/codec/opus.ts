@@ -16,8 +16,21 @@ type NativeOpusCtor = new (rate: number, channels: number) => NativeOpus;
 
 const require = createRequire(import.meta.url);
 let nativeCtor: NativeOpusCtor | undefined;
+/**
+ * Loads the binding once. @discordjs/opus finds its binary through node-pre-gyp, which parses
+ * process.argv with abbreviations: a CLI flag such as `--dir X` is read as its `--directory X` and
+ * the binary is looked for under X. So the binding is loaded with a neutral argv.
+ */
 function binding(): NativeOpusCtor {
-  if (!nativeCtor) nativeCtor = (require('@discordjs/opus') as { OpusEncoder: NativeOpusCtor }).OpusEncoder;
+  if (!nativeCtor) {
+    const saved = process.argv;
+    process.argv = saved.slice(0, 2);
+    try {
+      nativeCtor = (require('@discordjs/opus') as { OpusEncoder: NativeOpusCtor }).OpusEncoder;
+    } finally {
+      process.argv = saved;
+    }
+  }
   return nativeCtor;
 }
 

@@ -4,6 +4,8 @@ import { registerAdminCommands } from './admin.ts';
 import { registerBleCommands } from './ble.ts';
 import { registerClipCommands } from './clip.ts';
 import { registerCodecCommands } from './codec.ts';
+import { registerDemoCommands } from './demo.ts';
+import { registerFleetCommands } from './fleet.ts';
 import { registerGatewayCommands } from './gateway.ts';
 import { registerKeysCommands } from './keys.ts';
 
@@ -16,4 +18,6 @@ export const commandModules: RegisterCommands[] = [
   registerBleCommands,
   registerGatewayCommands,
   registerAdminCommands,
+  registerFleetCommands,
+  registerDemoCommands,
 ];

@@ -1,0 +1,31 @@
+// Minimal example: one toy sends one voice clip to one parent app through an embedded gateway (npx tsx examples/one-clip.ts).
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fleetMembers, generateFleet, registerFleet } from '../device/fleet.ts';
+import { ParentApp } from '../device/parent.ts';
+import { Toy } from '../device/toy.ts';
+import { WifiConnector } from '../device/transport/wifi.ts';
+import { startEmbeddedGateway } from '../scripts/commands/demo.ts';
+import { publicPart } from '../shared/identity.ts';
+
+const dataDir = await mkdtemp(join(tmpdir(), 'plushlink-one-clip-'));
+const gw = await startEmbeddedGateway({ dataDir }); // SQLite store, audit log, 127.0.0.1:<free port>
+const roster = generateFleet({ families: 1, toysPerFamily: 1, parentsPerFamily: 1, seed: 'one-clip' });
+await registerFleet(gw.store, roster); // public keys + the family, nothing else
+const [bear, mum] = fleetMembers(roster).map((m) => m.identity);
+const common = {
+  gateway: gw.identity,
+  family: [bear!, mum!].map(publicPart),
+  connector: new WifiConnector({ url: gw.url }),
+};
+const toy = new Toy({ ...common, identity: bear! });
+const parent = new ParentApp({ ...common, identity: mum!, playDir: dataDir });
+const played = new Promise<{ file?: string }>((resolve) => parent.on('played', resolve));
+const delivered = new Promise<{ ms: number }>((resolve) => toy.on('delivered', resolve));
+await Promise.all([toy.start(), parent.start()]);
+await toy.record(3, { kind: 'synth', seed: 42 }); // 3 s of synthetic speech → Opus → Ogg → sealed → QoS 1
+console.log(`parent saved ${(await played).file}; toy got the receipt after ${(await delivered).ms} ms`);
+await Promise.all([toy.stop(), parent.stop()]);
+await gw.close();
+await rm(dataDir, { recursive: true, force: true });

@@ -1,0 +1,291 @@
+// `plushlink demo` (npm start): an embedded gateway in ./data, a small family fleet exchanging real voice clips, a readable live log.
+import { existsSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { join, relative, resolve } from 'node:path';
+import type { Command } from 'commander';
+import {
+  type FleetMember,
+  type FleetRoster,
+  FleetRunner,
+  type FleetStats,
+  generateFleet,
+  readFleetKeys,
+  registerFleet,
+  writeFleetKeys,
+} from '../../device/fleet.ts';
+import { readIdentity } from '../../device/keystore.ts';
+import { NameBook } from '../../device/names.ts';
+import type { Endpoint } from '../../device/toy.ts';
+import { WifiConnector } from '../../device/transport/wifi.ts';
+import { openAdmin } from '../../gateway/admin.ts';
+import type { SqliteAuditLog } from '../../gateway/audit.ts';
+import { createGateway, type Gateway } from '../../gateway/gateway.ts';
+import { MemoryNonceStore, MemoryRateLimiter } from '../../gateway/limits.ts';
+import type { SqliteStore } from '../../gateway/store/sqlite.ts';
+import { toHex } from '../../shared/bytes.ts';
+import { type PublicIdentity, publicPart } from '../../shared/identity.ts';
+import { systemRandom } from '../../shared/random.ts';
+import { action, durationOption, printJson } from '../cli-util.ts';
+import { GATEWAY_KEY_DIR, loadOrCreateGatewayIdentity } from './gateway.ts';
+
+// ---------------------------------------------------------------------------------------------
+// Embedded gateway (also used by examples/ and the end-to-end tests)
+
+/**
+ * Layout of a gateway data directory, the same as `plushlink provision|family|endpoints --data DIR`
+ * (gateway/admin.ts) and `plushlink gateway --data DIR` use, all 0700 / 0600:
+ *   DIR/gateway.db (+ -wal, -shm)          SQLite store: registry, ciphertext clips, sequences
+ *   DIR/audit.db, DIR/audit.anchor         hash-chained audit log
+ *   DIR/gateway/endpoint.key               the gateway's private key (identity.json beside it is public)
+ * `plushlink fleet --gateway-data DIR` opens the same store beside the running gateway (SQLite WAL
+ * with a busy timeout lets a second process write) to register its endpoints.
+ */
+export function gatewayDataPaths(dataDir: string): { keyDir: string; identityFile: string } {
+  return {
+    keyDir: join(dataDir, GATEWAY_KEY_DIR),
+    identityFile: join(dataDir, GATEWAY_KEY_DIR, 'identity.json'),
+  };
+}
+
+export interface EmbeddedGateway {
+  readonly gateway: Gateway;
+  readonly store: SqliteStore;
+  readonly audit: SqliteAuditLog;
+  readonly identity: PublicIdentity;
+  readonly url: string;
+  readonly dataDir: string;
+  /** False when an existing data directory was reused. */
+  readonly created: boolean;
+  close(): Promise<void>;
+}
+
+export interface EmbeddedGatewayOptions {
+  readonly dataDir: string;
+  readonly host?: string;
+  /** 0 (default) picks a free port. */
+  readonly port?: number;
+  /** Serve MQTT over TLS with this certificate and key (PEM); endpoints pin the certificate. */
+  readonly tls?: { readonly cert: string | Buffer; readonly key: string | Buffer };
+}
+
+/** Opens (or creates) a gateway data directory and starts a gateway on it. */
+export async function startEmbeddedGateway(opts: EmbeddedGatewayOptions): Promise<EmbeddedGateway> {
+  const dataDir = resolve(opts.dataDir);
+  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  const created = !existsSync(join(dataDir, 'gateway.db'));
+  const { identity, dir: keyDir } = await loadOrCreateGatewayIdentity(dataDir);
+  const { store, audit } = await openAdmin(dataDir, { create: true, gatewayKey: keyDir });
+  const host = opts.host ?? '127.0.0.1';
+  const gateway = createGateway({
+    identity,
+    store,
+    audit,
+    nonces: new MemoryNonceStore(),
+    limiters: {
+      // Generous: every simulated endpoint connects from 127.0.0.1.
+      connect: new MemoryRateLimiter({ capacity: 20_000, refillPerSecond: 5_000 }),
+      clips: new MemoryRateLimiter({ capacity: 60, refillPerSecond: 2 }),
+      bytes: new MemoryRateLimiter({ capacity: 16 * 1024 * 1024, refillPerSecond: 512 * 1024 }),
+    },
+    host,
+    port: opts.port ?? 0,
+    ...(opts.tls ? { tls: opts.tls } : {}),
+  });
+  let addr: { port: number };
+  try {
+    addr = await gateway.listen();
+  } catch (err) {
+    await audit.close();
+    await store.close();
+    throw err;
+  }
+  let closed = false;
+  return {
+    gateway,
+    store,
+    audit,
+    identity: publicPart(identity),
+    url: `${opts.tls ? 'mqtts' : 'mqtt'}://${host}:${addr.port}`,
+    dataDir,
+    created,
+    async close() {
+      if (closed) return;
+      closed = true;
+      await gateway.close();
+      await audit.close();
+      await store.close();
+    },
+  };
+}
+
+/** Reads a gateway's public identity from its data directory. */
+export function readGatewayIdentity(dataDir: string): Promise<PublicIdentity> {
+  return readIdentity(gatewayDataPaths(dataDir).identityFile);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Live log
+
+const hhmmss = (ms: number): string => new Date(ms).toTimeString().slice(0, 8);
+const kB = (n: number): string => (n >= 1024 ? `${(n / 1024).toFixed(1)} kB` : `${n} B`);
+
+/** Attaches a human-readable log to one endpoint. Display names exist only in this process. */
+export function attachDemoLog(
+  ep: Endpoint,
+  member: FleetMember,
+  names: NameBook,
+  write: (line: string) => void,
+  cwd = process.cwd(),
+): void {
+  const me = member.name;
+  const who = member.role === 'toy' ? `toy ${me}` : me;
+  const line = (s: string): void => write(`${hhmmss(ep.clock.now())}  ${s}`);
+  const latency = new Map<string, number>();
+  ep.on('state', (e) => {
+    if (e.to === 'online') line(`${who} online (gateway proof verified)`);
+    else if (e.to === 'connecting' && e.from === 'online') line(`${who} lost its connection, reconnecting`);
+  });
+  ep.on('retry', (e) => line(`${who} could not connect (${e.error.message}); retry in ${e.delayMs} ms`));
+  ep.on('sealed', (e) => {
+    const to = e.recipients.map((r) => names.name(r)).join(', ');
+    const verb = member.role === 'toy' ? 'recorded' : 'sent a voice message of';
+    line(`${who} ${verb} ${(e.durationMs / 1000).toFixed(1)} s, sealed for ${to} (${kB(e.bytes)})`);
+  });
+  ep.on('acked', (e) => line(`${who} clip #${e.sequence} stored by the gateway (PUBACK after ${e.ms} ms)`));
+  ep.on('received', (e) => {
+    if (e.duplicate) line(`${me} discarded a duplicate of ${names.name(e.sender)}'s clip (receipted again)`);
+    else latency.set(e.clipId, e.latencyMs);
+  });
+  ep.on('played', (e) => {
+    const ms = latency.get(e.clipId);
+    latency.delete(e.clipId);
+    const file = e.file ? `, saved ${relative(cwd, e.file)}` : '';
+    line(
+      `${me} received clip from ${names.name(e.sender)}: delivered in ${ms ?? '?'} ms, verified, ${(e.durationMs / 1000).toFixed(1)} s${file}`,
+    );
+  });
+  ep.on('delivered', (e) =>
+    line(`${who} got ${names.name(e.recipient)}'s signed receipt (round trip ${e.ms} ms)`),
+  );
+  ep.on('error', (e) => line(`${who} error in ${e.where}: ${e.error.message}`));
+}
+
+export function formatSummary(s: FleetStats): string[] {
+  const l = s.latency;
+  return [
+    `endpoints ${s.endpoints}, at most ${s.peakOnline} online at once, ${s.connects} connects, ${s.retries} retries`,
+    `clips sent ${s.clipsSent}, stored (PUBACK) ${s.clipsAcked}, delivered ${s.delivered}/${s.deliveriesExpected}, duplicates discarded ${s.duplicates}, receipts ${s.receipts}` +
+      (s.backlogDelivered ? `, ${s.backlogDelivered} left over from an earlier run` : '') +
+      (s.clipsAbandoned ? `, ${s.clipsAbandoned} given up` : ''),
+    `delivery latency (sealed → opened): p50 ${l.p50} ms, p90 ${l.p90} ms, p99 ${l.p99} ms, max ${l.max} ms (n=${l.count})`,
+    `errors ${s.errors}${
+      s.errors
+        ? ` (${Object.entries(s.errorKinds)
+            .map(([k, v]) => `${k}×${v}`)
+            .join(', ')})`
+        : ''
+    }`,
+  ];
+}
+
+// ---------------------------------------------------------------------------------------------
+// The demo command
+
+interface DemoOptions {
+  duration: number;
+  data: string;
+  out: string;
+  json?: boolean;
+}
+
+export async function runDemo(
+  opts: DemoOptions,
+  write: (line: string) => void = (s) => process.stdout.write(`${s}\n`),
+): Promise<FleetStats> {
+  const dataDir = resolve(opts.data);
+  const outDir = resolve(opts.out);
+  const eg = await startEmbeddedGateway({ dataDir });
+  const abort = new AbortController();
+  const onSigint = (): void => {
+    write('stopping (Ctrl-C)…');
+    abort.abort();
+  };
+  process.once('SIGINT', onSigint);
+  process.once('SIGTERM', onSigint);
+  try {
+    write(`gateway data: ${eg.dataDir} (${eg.created ? 'created' : 'reused'})`);
+    write(`gateway ${eg.identity.id} listening on ${eg.url}`);
+    const fleetDir = join(dataDir, 'demo-fleet');
+    let roster: FleetRoster | undefined = await readFleetKeys(fleetDir);
+    if (!roster) {
+      roster = generateFleet({
+        families: 2,
+        toysPerFamily: 1,
+        parentsPerFamily: 2,
+        seed: toHex(systemRandom(16)),
+      });
+      await writeFleetKeys(fleetDir, roster);
+    }
+    const reg = await registerFleet(eg.store, roster, { audit: eg.audit });
+    write(
+      `fleet: ${roster.families.length} families (1 toy + 2 parent apps each); keys in ${relative(process.cwd(), fleetDir) || fleetDir}/fleet.keys (0600); ` +
+        `${reg.endpoints} endpoints registered, ${reg.skipped} already known`,
+    );
+    await mkdir(outDir, { recursive: true });
+    write(
+      `received clips are saved as playable Ogg Opus files in ${relative(process.cwd(), outDir) || outDir}/`,
+    );
+    const names = new NameBook();
+    for (const f of roster.families)
+      for (const m of [...f.toys, ...f.parents]) names.set(m.identity.id, m.name);
+    const runner = new FleetRunner({
+      roster,
+      gateway: eg.identity,
+      connector: new WifiConnector({ url: eg.url }),
+      durationMs: opts.duration,
+      talkEveryMs: 9000,
+      parentTalkEveryMs: 16_000,
+      clipSeconds: 4,
+      firstTalkWithinMs: 5000,
+      pacedRecording: true,
+      seed: toHex(systemRandom(8)),
+      rampMs: 500,
+      drainMs: 8000,
+      outDir,
+      outboxDir: join(fleetDir, 'outbox'),
+      nameOf: (id) => names.name(id),
+    });
+    runner.on('endpoint', ({ member, endpoint }) => attachDemoLog(endpoint, member, names, write));
+    const stats = await runner.run(abort.signal);
+    write('');
+    for (const s of formatSummary(stats)) write(s);
+    if (opts.json) printJson(stats);
+    return stats;
+  } finally {
+    process.removeListener('SIGINT', onSigint);
+    process.removeListener('SIGTERM', onSigint);
+    await eg.close();
+  }
+}
+
+export function registerDemoCommands(program: Command): void {
+  program
+    .command('demo')
+    .description(
+      'start an embedded gateway (./data) and a small family fleet exchanging real voice clips (npm start)',
+    )
+    .option(
+      '--duration <time>',
+      'how long the families talk (e.g. 30s, 2m)',
+      durationOption('--duration', 1000, 3_600_000),
+      30_000,
+    )
+    .option('--data <dir>', 'gateway data directory (reused if present)', 'data')
+    .option('--out <dir>', 'where received clips are saved as .opus files', 'out')
+    .option('--json', 'also print the statistics as JSON')
+    .action(
+      action(async (opts: DemoOptions) => {
+        await runDemo(opts);
+      }),
+    );
+}

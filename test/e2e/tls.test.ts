@@ -1,0 +1,97 @@
+// Wi-Fi link over TLS: a toy pinning the gateway's certificate delivers a clip; pinned to another certificate it never connects.
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fleetMembers, generateFleet, registerFleet } from '../../device/fleet.ts';
+import { ParentApp } from '../../device/parent.ts';
+import { type EndpointEvents, Toy } from '../../device/toy.ts';
+import { WifiConnector } from '../../device/transport/wifi.ts';
+import { type EmbeddedGateway, startEmbeddedGateway } from '../../scripts/commands/demo.ts';
+import { publicPart } from '../../shared/identity.ts';
+
+const hasOpenssl = ['/usr/bin/openssl', '/usr/local/bin/openssl'].some((p) => existsSync(p));
+
+function selfSigned(dir: string, name: string): { cert: string; key: string } {
+  const cert = join(dir, `${name}.pem`);
+  const key = join(dir, `${name}.key`);
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-keyout',
+      key,
+      '-out',
+      cert,
+    ].concat([
+      '-subj',
+      '/CN=localhost',
+      '-days',
+      '1',
+      '-addext',
+      'subjectAltName=DNS:localhost,IP:127.0.0.1',
+    ]),
+    { stdio: 'ignore' },
+  );
+  return { cert, key };
+}
+
+describe.skipIf(!hasOpenssl)('Wi-Fi link over TLS with a pinned certificate', () => {
+  let dir: string;
+  let eg: EmbeddedGateway;
+  let cert: Buffer;
+  let otherCert: Buffer;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'plk-wifi-tls-'));
+    const good = selfSigned(dir, 'gateway');
+    const other = selfSigned(dir, 'impostor');
+    cert = await readFile(good.cert);
+    otherCert = await readFile(other.cert);
+    eg = await startEmbeddedGateway({
+      dataDir: join(dir, 'data'),
+      tls: { cert, key: await readFile(good.key) },
+    });
+  });
+  afterAll(async () => {
+    await eg?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('delivers over mqtts:// when pinned, and never connects when pinned to another certificate', async () => {
+    expect(eg.url).toMatch(/^mqtts:\/\//);
+    const roster = generateFleet({ families: 1, toysPerFamily: 1, parentsPerFamily: 1, seed: 'tls' });
+    await registerFleet(eg.store, roster);
+    const [bear, mum] = fleetMembers(roster).map((m) => m.identity);
+    const family = [bear!, mum!].map(publicPart);
+    const pinned = new WifiConnector({ url: eg.url, ca: cert });
+    const toy = new Toy({ identity: bear!, gateway: eg.identity, family, connector: pinned });
+    const parent = new ParentApp({ identity: mum!, gateway: eg.identity, family, connector: pinned });
+    const got = new Promise<EndpointEvents['received']>((resolve) => parent.on('received', resolve));
+    await Promise.all([toy.start(), parent.start()]);
+    const sent = await toy.record(1, { kind: 'synth', seed: 5 });
+    expect(Buffer.from((await got).ogg).equals(Buffer.from(sent.ogg))).toBe(true);
+    await Promise.all([toy.stop(), parent.stop()]);
+
+    const fooled = new Toy({
+      identity: bear!,
+      gateway: eg.identity,
+      family,
+      connector: new WifiConnector({ url: eg.url, ca: otherCert, timeoutMs: 2000 }),
+      backoff: { baseMs: 50, capMs: 100 },
+    });
+    const retry = new Promise<EndpointEvents['retry']>((resolve) => fooled.on('retry', resolve));
+    await fooled.start();
+    expect((await retry).error.message).toMatch(/certificate|self.signed|verify/i);
+    expect(fooled.state).not.toBe('online');
+    await fooled.stop();
+    expect(() => new WifiConnector({ url: eg.url })).toThrow(/pin/);
+  });
+});
