@@ -452,8 +452,10 @@ export function createGateway(opts: GatewayOptions): Gateway {
         return;
       }
       const now = clock();
-      if (kind === 'clip') {
-        const prepared = await prepareClip(ingestCtx, state.endpoint, payload, now);
+      if (kind === 'clip' || kind === 'relay') {
+        const prepared = await prepareClip(ingestCtx, state.endpoint, payload, now, {
+          relay: kind === 'relay',
+        });
         if (prepared.kind === 'refused') {
           await refuse(prepared.reason, prepared.detail);
           return;
@@ -465,7 +467,7 @@ export function createGateway(opts: GatewayOptions): Gateway {
         commitClip(ingestCtx, prepared).then(onClip).catch(fail);
         return;
       }
-      // kind === 'rcpt' (mayPublish allows only clip and rcpt); verification is synchronous.
+      // kind === 'rcpt' (mayPublish allows only clip, relay and rcpt); verification is synchronous.
       ingestReceipt(ingestCtx, state.endpoint, payload, now).then(onReceipt).catch(fail);
     };
     state.queue = state.queue.then(job).catch(fail);

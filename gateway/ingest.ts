@@ -15,6 +15,7 @@ export type IngestReason =
   | 'size'
   | 'malformed'
   | 'sender'
+  | 'relay-not-family'
   | 'rate-clips'
   | 'rate-bytes'
   | 'rate-receipts'
@@ -128,6 +129,7 @@ export async function prepareClip(
   endpoint: EndpointRecord,
   payload: Uint8Array,
   now: number,
+  opts: { relay?: boolean } = {},
 ): Promise<PreparedClip | Extract<ClipOutcome, { kind: 'refused' }>> {
   // [PLK-9.1] size first: nothing larger is even looked at.
   if (payload.length > Math.min(ctx.maxEnvelopeBytes, LIMITS.maxEnvelopeBytes)) {
@@ -140,23 +142,27 @@ export async function prepareClip(
     return refusedClip('malformed', err instanceof Error ? err.message : undefined);
   }
   const h = clip.header;
-  if (h.sender !== endpoint.id) return refusedClip('sender');
+  // [PLK-4.5] on the relay topic the sender is another member of the relaying endpoint's family.
+  if (!opts.relay && h.sender !== endpoint.id) return refusedClip('sender');
   // [PLK-9.2] rate limits, per endpoint.
   if (!(await ctx.clipLimiter.take(endpoint.id, 1, now))) return refusedClip('rate-clips');
   if (!(await ctx.byteLimiter.take(endpoint.id, payload.length, now))) return refusedClip('rate-bytes');
   // Registry state may have changed since the connection was authenticated.
   const registry = ctx.registry ?? new RegistryCache(ctx.store, 0);
-  let sender: EndpointRecord | undefined;
+  let publisher: EndpointRecord | undefined;
   let members: EndpointRecord[];
   try {
-    sender = await registry.endpoint(endpoint.id, now);
-    if (!sender || sender.revoked) return refusedClip('sender-revoked');
-    if (sender.familyId === null) return refusedClip('no-family');
-    members = await registry.members(sender.familyId, now);
+    publisher = await registry.endpoint(endpoint.id, now);
+    if (!publisher || publisher.revoked) return refusedClip('sender-revoked');
+    if (publisher.familyId === null) return refusedClip('no-family');
+    members = await registry.members(publisher.familyId, now);
   } catch (err) {
     return refusedClip('store-error', err instanceof Error ? err.message : undefined);
   }
   const byId = new Map(members.map((m) => [m.id, m]));
+  const sender = opts.relay ? byId.get(h.sender) : publisher;
+  if (!sender) return refusedClip('relay-not-family');
+  if (sender.revoked) return refusedClip('sender-revoked');
   const recipients: EndpointId[] = [];
   for (const r of h.recipients) {
     const m = byId.get(r.id);

@@ -5,12 +5,14 @@ import type { EndpointId } from './types.ts';
 
 /** [PLK-4.1] Topic root; the protocol major version is part of every topic. */
 export const TOPIC_ROOT = 'plk/1';
-export type TopicKind = 'clip' | 'rcpt' | 'inbox';
-const KINDS: readonly TopicKind[] = ['clip', 'rcpt', 'inbox'];
+export type TopicKind = 'clip' | 'rcpt' | 'inbox' | 'relay';
+const KINDS: readonly TopicKind[] = ['clip', 'rcpt', 'inbox', 'relay'];
 
 export const clipTopic = (id: EndpointId): string => `${TOPIC_ROOT}/${id}/clip`;
 export const receiptTopic = (id: EndpointId): string => `${TOPIC_ROOT}/${id}/rcpt`;
 export const inboxTopic = (id: EndpointId): string => `${TOPIC_ROOT}/${id}/inbox`;
+/** [PLK-4.5] Where an endpoint publishes envelopes it relays for a family member (a toy over BLE). */
+export const relayTopic = (id: EndpointId): string => `${TOPIC_ROOT}/${id}/relay`;
 
 export interface ParsedTopic {
   readonly id: EndpointId;
@@ -29,11 +31,11 @@ export function parseTopic(topic: string): ParsedTopic {
   return { id, kind };
 }
 
-/** [PLK-4.2] An endpoint publishes only to its own clip and receipt topics. */
+/** [PLK-4.2] An endpoint publishes only to its own clip, receipt and relay topics. */
 export function mayPublish(endpoint: EndpointId, topic: string): boolean {
   try {
     const t = parseTopic(topic);
-    return t.id === endpoint && (t.kind === 'clip' || t.kind === 'rcpt');
+    return t.id === endpoint && t.kind !== 'inbox';
   } catch {
     return false;
   }

@@ -5,7 +5,7 @@ import { defaultCrypto } from '../../shared/crypto.ts';
 import type { PrivateIdentity, PublicIdentity } from '../../shared/identity.ts';
 import { MSG } from '../../shared/limits.ts';
 import { createConnectToken, type GatewayProof, verifyGatewayProof } from '../../shared/token.ts';
-import { clipTopic, inboxTopic, receiptTopic } from '../../shared/topics.ts';
+import { clipTopic, inboxTopic, receiptTopic, relayTopic } from '../../shared/topics.ts';
 import type { Clock, EndpointId, RandomSource } from '../../shared/types.ts';
 
 export interface ConnectEndpointOptions {
@@ -42,6 +42,11 @@ export interface EndpointConnection {
   onInbox(handler: InboxHandler): void;
   /** Publishes a clip envelope to the endpoint's own clip topic (QoS 1); resolves on PUBACK (= durably stored). */
   publishClip(envelope: Uint8Array): Promise<void>;
+  /**
+   * Publishes an envelope sealed and signed by another member of the family (a toy that handed it
+   * over BLE) to this endpoint's relay topic, unchanged (QoS 1; resolves on PUBACK) [PLK-4.5].
+   */
+  publishRelay(envelope: Uint8Array): Promise<void>;
   /** Publishes a receipt to the endpoint's own receipt topic (QoS 1). */
   publishReceipt(receipt: Uint8Array): Promise<void>;
   /** Disconnects cleanly. */
@@ -198,6 +203,7 @@ export function connectEndpoint(opts: ConnectEndpointOptions): Promise<EndpointC
           for (const b of buffered.splice(0)) h(kindOf(b), b);
         },
         publishClip: (envelope) => publish(clipTopic(id), envelope),
+        publishRelay: (envelope) => publish(relayTopic(id), envelope),
         publishReceipt: (receipt) => publish(receiptTopic(id), receipt),
         close: () =>
           new Promise<void>((res) => {
