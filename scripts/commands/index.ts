@@ -1,23 +1,36 @@
-// Registry of plushlink command groups: each module adds its subcommands to the program.
+// Registry of plushlink command groups: the command names each module defines, and how to load it.
 import type { Command } from 'commander';
-import { registerAdminCommands } from './admin.ts';
-import { registerBleCommands } from './ble.ts';
-import { registerClipCommands } from './clip.ts';
-import { registerCodecCommands } from './codec.ts';
-import { registerDemoCommands } from './demo.ts';
-import { registerFleetCommands } from './fleet.ts';
-import { registerGatewayCommands } from './gateway.ts';
-import { registerKeysCommands } from './keys.ts';
 
 export type RegisterCommands = (program: Command) => void;
 
-export const commandModules: RegisterCommands[] = [
-  registerKeysCommands,
-  registerClipCommands,
-  registerCodecCommands,
-  registerBleCommands,
-  registerGatewayCommands,
-  registerAdminCommands,
-  registerFleetCommands,
-  registerDemoCommands,
+/**
+ * A command group is loaded only when one of its commands runs (or for the full `--help`):
+ * importing every group pulls in Aedes, MQTT.js, SQLite, Opus and more, ~1 s of start-up that
+ * `plushlink clip inspect` should not pay. A test checks that `names` match what `load` defines.
+ */
+export interface CommandModule {
+  readonly names: readonly string[];
+  readonly load: () => Promise<RegisterCommands>;
+}
+
+export const commandModules: readonly CommandModule[] = [
+  { names: ['keys'], load: async () => (await import('./keys.ts')).registerKeysCommands },
+  { names: ['clip'], load: async () => (await import('./clip.ts')).registerClipCommands },
+  { names: ['encode', 'decode'], load: async () => (await import('./codec.ts')).registerCodecCommands },
+  { names: ['ble'], load: async () => (await import('./ble.ts')).registerBleCommands },
+  { names: ['gateway'], load: async () => (await import('./gateway.ts')).registerGatewayCommands },
+  {
+    names: ['provision', 'family', 'revoke', 'endpoints', 'audit', 'backup'],
+    load: async () => (await import('./admin.ts')).registerAdminCommands,
+  },
+  { names: ['fleet'], load: async () => (await import('./fleet.ts')).registerFleetCommands },
+  { names: ['demo'], load: async () => (await import('./demo.ts')).registerDemoCommands },
+  { names: ['loadtest'], load: async () => (await import('./loadtest.ts')).registerLoadtestCommands },
 ];
+
+/** The modules needed for `argv` (process.argv without node and script): one, or all for help. */
+export function modulesFor(argv: readonly string[]): readonly CommandModule[] {
+  const name = argv.find((a) => !a.startsWith('-'));
+  const one = name === undefined ? undefined : commandModules.find((m) => m.names.includes(name));
+  return one ? [one] : commandModules;
+}

@@ -1,0 +1,45 @@
+// Child-process host for a load-test target (`--gateway forked`, bare Aedes in bench): own event loop, CPU, memory, file descriptors.
+import { type ProvisionFamily, provisionFamilies, startEmbeddedGateway, startPlainAedes } from './targets.ts';
+
+type Request =
+  | { readonly type: 'provision'; readonly families: readonly ProvisionFamily[] }
+  | { readonly type: 'counters' }
+  | { readonly type: 'close' };
+
+const send = (m: unknown): void => {
+  process.send?.(m);
+};
+
+const embedded = process.argv[2] === 'aedes' ? null : await startEmbeddedGateway();
+const gw = embedded ?? (await startPlainAedes());
+process.on('message', (m: Request) => {
+  if (m.type === 'provision') {
+    if (!embedded) {
+      send({ type: 'provisioned' });
+      return;
+    }
+    provisionFamilies(embedded.store, m.families, Date.now()).then(
+      () => send({ type: 'provisioned' }),
+      (err: unknown) => send({ type: 'error', message: String(err) }),
+    );
+  } else if (m.type === 'counters') {
+    gw.counters().then((c) => send({ type: 'counters', counters: c }));
+  } else if (m.type === 'close') {
+    gw.close().then(() => {
+      send({ type: 'closed' });
+      process.disconnect?.();
+      process.exit(0);
+    });
+  }
+});
+// The parent going away (crash, Ctrl-C) takes the gateway with it.
+process.on('disconnect', () => {
+  void gw.close().finally(() => process.exit(0));
+});
+send({
+  type: 'ready',
+  info: {
+    ...gw.info,
+    gatewaySignPublicKey: gw.info.gatewaySignPublicKey ? Array.from(gw.info.gatewaySignPublicKey) : null,
+  },
+});

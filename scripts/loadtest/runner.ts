@@ -1,0 +1,410 @@
+// Load-test orchestration: fleet identities, target set-up and provisioning, scenarios, compare runs, the report.
+
+import { defaultCrypto } from '../../shared/crypto.ts';
+import { sealClip } from '../../shared/envelope.ts';
+import { generateIdentity, type PrivateIdentity, publicPart } from '../../shared/identity.ts';
+import { seededRandom } from '../../shared/random.ts';
+import { CliError } from '../cli-util.ts';
+import { buildAudioPool, seedNumber } from './audio.ts';
+import { checkTarget } from './safety.ts';
+import { Session, type SessionProgress } from './session.ts';
+import {
+  externalGateway,
+  findMosquitto,
+  openFileLimit,
+  type ProvisionFamily,
+  provisionFamilies,
+  startEmbeddedGateway,
+  startForkedGateway,
+  startMosquitto,
+  startPlainAedes,
+  type Target,
+} from './targets.ts';
+import type {
+  AttackResult,
+  LoadtestOptions,
+  LoadtestReport,
+  RampStep,
+  RunSummary,
+  TargetInfo,
+  WorkerInit,
+} from './types.ts';
+
+export interface RunHooks {
+  readonly signal?: AbortSignal;
+  readonly onProgress?: (p: SessionProgress & { plannedMs: number }) => void;
+  readonly log?: (line: string) => void;
+}
+
+interface Family {
+  readonly toys: PrivateIdentity[];
+  readonly parent: PrivateIdentity;
+}
+
+interface Fleet {
+  readonly families: Family[];
+  /** Per worker: attacker toys and their family's parent. */
+  readonly attackers: { toys: PrivateIdentity[]; parent: PrivateIdentity }[];
+}
+
+/** Deterministic identities from --seed: the same seed gives the same fleet. */
+export function buildFleet(opts: LoadtestOptions): Fleet {
+  const rnd = seededRandom(`plushlink-loadtest/${opts.seed}`);
+  const crypto = defaultCrypto();
+  const families: Family[] = [];
+  for (let made = 0; made < opts.toys; ) {
+    const n = Math.min(opts.toysPerFamily, opts.toys - made);
+    const toys: PrivateIdentity[] = [];
+    for (let i = 0; i < n; i++) toys.push(generateIdentity('toy', rnd, crypto));
+    families.push({ toys, parent: generateIdentity('parent', rnd, crypto) });
+    made += n;
+  }
+  const attackers: Fleet['attackers'] = [];
+  if (opts.scenario === 'attack') {
+    for (let w = 0; w < opts.workers; w++) {
+      const toys: PrivateIdentity[] = [];
+      for (let i = 0; i < 8; i++) toys.push(generateIdentity('toy', rnd, crypto));
+      attackers.push({ toys, parent: generateIdentity('parent', rnd, crypto) });
+    }
+  }
+  return { families, attackers };
+}
+
+const secrets = (p: PrivateIdentity) => ({ signSeed: p.signSeed, boxSecret: p.boxSecret });
+
+/** Splits families across workers whole, so a toy and its parent share a clock (e2e latency). */
+export function workerInits(
+  fleet: Fleet,
+  target: TargetInfo,
+  pool: { clips: readonly Uint8Array[]; clipDurationMs: number },
+  opts: LoadtestOptions,
+): WorkerInit[] {
+  const inits: WorkerInit[] = [];
+  for (let w = 0; w < opts.workers; w++) {
+    const fams = fleet.families.filter((_f, i) => i % opts.workers === w);
+    const toys: PrivateIdentity[] = [];
+    const toyParent: number[] = [];
+    fams.forEach((f, pi) => {
+      for (const t of f.toys) {
+        toys.push(t);
+        toyParent.push(pi);
+      }
+    });
+    const att = target.mode === 'gateway' ? fleet.attackers[w] : undefined;
+    inits.push({
+      index: w,
+      target,
+      toys: toys.map(secrets),
+      toyParent,
+      parents: fams.map((f) => secrets(f.parent)),
+      attackers: att ? att.toys.map(secrets) : [],
+      attackerParent: att ? secrets(att.parent) : null,
+      oggPool: pool.clips,
+      clipDurationMs: pool.clipDurationMs,
+      receipts: opts.receipts && target.mode === 'gateway',
+      parentsOpen: opts.parentsOpen,
+      oversizeBytes: 2 * 1024 * 1024,
+      seal: opts.seal,
+      pubackTimeoutMs: 10_000,
+      maxInflight: opts.maxInflight ?? 20_000,
+    });
+  }
+  return inits;
+}
+
+function provisionList(fleet: Fleet): ProvisionFamily[] {
+  return [
+    ...fleet.families.map((f) => ({ toys: f.toys.map(publicPart), parents: [publicPart(f.parent)] })),
+    ...fleet.attackers.map((a) => ({ toys: a.toys.map(publicPart), parents: [publicPart(a.parent)] })),
+  ];
+}
+
+/** Planned wall time of the traffic phases (for the progress bar). */
+export function plannedMs(opts: LoadtestOptions): number {
+  if (opts.scenario === 'ramp') return opts.rampStepMs * opts.rampMaxSteps;
+  return opts.durationMs;
+}
+
+interface ScenarioOut {
+  ramp?: NonNullable<LoadtestReport['scenario']['ramp']>;
+  storm?: NonNullable<LoadtestReport['scenario']['storm']>;
+  attack?: AttackResult;
+}
+
+/** Brings the fleet up and runs `scenario` against one target. Returns when done or aborted. */
+async function drive(
+  session: Session,
+  opts: LoadtestOptions,
+  scenario: LoadtestOptions['scenario'],
+  fleet: Fleet,
+  hooks: RunHooks,
+): Promise<ScenarioOut> {
+  const aborted = (): boolean => hooks.signal?.aborted === true;
+  const parents = fleet.families.length;
+  const out: ScenarioOut = {};
+  hooks.log?.(`connecting ${parents} parents and ${opts.toys} toys to ${session.target.info.url}`);
+  await session.connect('parents', Math.max(opts.connectRate, 1), parents);
+  if (aborted()) return out;
+  const c = await session.connect('toys', opts.connectRate, opts.toys);
+  hooks.log?.(`connected ${c.ok} toys (${c.failed} failed)`);
+  if (aborted()) return out;
+  if (scenario === 'steady') {
+    await session.run(opts.clipRate, 0, opts.durationMs, 'steady');
+    await session.drain();
+  } else if (scenario === 'attack') {
+    const attackRate = (opts.clipRate * opts.attackShare) / Math.max(0.01, 1 - opts.attackShare);
+    await session.run(opts.clipRate, attackRate, opts.durationMs, 'attack');
+    await session.drain();
+    const byKind: Record<string, (typeof session.attacks)[keyof typeof session.attacks] & object> = {};
+    for (const [k, v] of Object.entries(session.attacks)) if (v) byKind[k] = v;
+    const sum = (f: 'attempted' | 'refused' | 'leaked' | 'inconclusive') =>
+      Object.values(byKind).reduce((a, v) => a + v[f], 0);
+    const counters = await session.target.counters();
+    out.attack = {
+      share: opts.attackShare,
+      byKind,
+      attempted: sum('attempted'),
+      refused: sum('refused'),
+      leaked: sum('leaked'),
+      inconclusive: sum('inconclusive'),
+      gatewayCounters: counters
+        ? Object.fromEntries(
+            Object.entries(counters).filter(
+              ([k, v]) => v > 0 && /auth_failures|clips_refused|subscribe_refusals|socket_violations/.test(k),
+            ),
+          )
+        : null,
+    };
+  } else if (scenario === 'storm') {
+    const half = Math.max(1000, Math.floor(opts.durationMs / 2));
+    await session.run(opts.clipRate, 0, half, 'before-storm');
+    await session.drain();
+    if (aborted()) return out;
+    hooks.log?.(`storm: dropping and reconnecting ${opts.toys} toys at once`);
+    out.storm = await session.storm(60_000);
+    if (aborted()) return out;
+    await session.run(opts.clipRate, 0, half, 'after-storm');
+    await session.drain();
+  } else {
+    const steps: RampStep[] = [];
+    let rate = opts.clipRate;
+    let knee: number | null = null;
+    let note = '';
+    for (let i = 0; i < opts.rampMaxSteps && !aborted(); i++) {
+      session.phaseAcc.e2e.reset();
+      session.phaseAcc.puback.reset();
+      session.phaseAcc.counters.clipsAcked = 0;
+      session.phaseAcc.counters.notSent = 0;
+      session.phaseAcc.errors = {};
+      const t0 = session.elapsedMs();
+      await session.run(rate, 0, opts.rampStepMs, `ramp ${Math.round(rate)}/s`);
+      const wall = (session.elapsedMs() - t0) / 1000;
+      const e2e =
+        session.phaseAcc.e2e.totalCount > 0 ? session.phaseAcc.e2e.getValueAtPercentile(99) / 1000 : null;
+      const pub =
+        session.phaseAcc.puback.totalCount > 0
+          ? session.phaseAcc.puback.getValueAtPercentile(99) / 1000
+          : null;
+      const achieved = session.phaseAcc.counters.clipsAcked / Math.max(0.001, wall);
+      const sat = session.phaseAcc.counters.notSent > 0;
+      const errors = Object.values(session.phaseAcc.errors).reduce((a, b) => a + b, 0);
+      steps.push({
+        clipRate: Math.round(rate),
+        achievedClipsPerSec: Math.round(achieved * 10) / 10,
+        e2eP99Ms: e2e === null ? null : Math.round(e2e * 1000) / 1000,
+        pubackP99Ms: pub === null ? null : Math.round(pub * 1000) / 1000,
+        errors,
+        generatorSaturated: sat,
+      });
+      hooks.log?.(
+        `ramp step ${i + 1}: offered ${Math.round(rate)}/s, achieved ${achieved.toFixed(1)}/s, e2e p99 ${e2e?.toFixed(2) ?? '-'} ms`,
+      );
+      const good = e2e !== null && e2e <= opts.rampTargetP99Ms && achieved >= 0.9 * rate && errors === 0;
+      if (!good) {
+        note =
+          e2e !== null && e2e > opts.rampTargetP99Ms
+            ? `p99 ${e2e.toFixed(1)} ms exceeded the ${opts.rampTargetP99Ms} ms target at ${Math.round(rate)}/s offered`
+            : `throughput fell behind (${achieved.toFixed(0)}/s achieved of ${Math.round(rate)}/s offered${sat ? ', generator back-pressure' : ''})`;
+        break;
+      }
+      knee = Math.round(achieved * 10) / 10;
+      rate *= opts.rampFactor;
+    }
+    if (!note)
+      note =
+        knee === null
+          ? 'no step met the target'
+          : `target still met at the last step (${opts.rampMaxSteps} steps): the knee is above`;
+    await session.drain();
+    out.ramp = { targetP99Ms: opts.rampTargetP99Ms, steps, kneeClipsPerSec: knee, note };
+  }
+  return out;
+}
+
+/** Runs one complete session (workers up, scenario, workers down) against `target`. */
+async function sessionOn(
+  target: Target,
+  fleet: Fleet,
+  pool: { clips: readonly Uint8Array[]; clipDurationMs: number },
+  opts: LoadtestOptions,
+  scenario: LoadtestOptions['scenario'],
+  hooks: RunHooks,
+): Promise<{ summary: RunSummary; out: ScenarioOut; fatal: string[] }> {
+  const inits = workerInits(fleet, target.info, pool, opts);
+  const planned = plannedMs(opts);
+  const session = new Session(target, inits, (p) => hooks.onProgress?.({ ...p, plannedMs: planned }));
+  let out: ScenarioOut = {};
+  const onAbort = (): void => {
+    void session.abort();
+  };
+  hooks.signal?.addEventListener('abort', onAbort);
+  try {
+    await session.start();
+    if (hooks.signal?.aborted) onAbort();
+    out = await drive(session, opts, scenario, fleet, hooks);
+  } finally {
+    hooks.signal?.removeEventListener('abort', onAbort);
+    await session.stop();
+  }
+  return { summary: session.summary(), out, fatal: session.fatal };
+}
+
+/** The whole `plushlink loadtest` run. Always resolves with a report of what ran (also after abort). */
+export async function runLoadtest(opts: LoadtestOptions, hooks: RunHooks = {}): Promise<LoadtestReport> {
+  checkTarget(opts.gateway, opts.allowRemote);
+  const startedAt = new Date();
+  const notes: string[] = [];
+  const deadline = new AbortController();
+  const hardStop = setTimeout(() => deadline.abort(), opts.maxRunMs);
+  hardStop.unref();
+  const signal = hooks.signal ? AbortSignal.any([hooks.signal, deadline.signal]) : deadline.signal;
+  const h: RunHooks = { ...hooks, signal };
+
+  hooks.log?.(`encoding ${4} × ${opts.clipSeconds} s of synthetic speech (Opus 24 kbit/s)`);
+  const pool = buildAudioPool(opts.clipSeconds, 4, seedNumber(opts.seed));
+  const fleet = buildFleet(opts);
+  const sample = fleet.families[0];
+  const envelopeBytes = sample
+    ? sealClip({
+        sender: sample.toys[0]!,
+        recipients: [publicPart(sample.parent)],
+        sequence: 1,
+        createdAt: Date.now(),
+        durationMs: pool.clipDurationMs,
+        ogg: pool.clips[0]!,
+      }).length
+    : 0;
+
+  // Every connection is a socket here, and a second one in the gateway when it runs in-process.
+  const endpoints = opts.toys + fleet.families.length + fleet.attackers.length * 9;
+  const fdsNeeded = (opts.gateway === 'embedded' ? 2 : 1) * endpoints + 256;
+  const fdLimit = openFileLimit();
+  if (fdLimit !== null && fdsNeeded > fdLimit) {
+    throw new CliError(
+      `${endpoints} connections need about ${fdsNeeded} open files but the limit is ${fdLimit}: raise it (ulimit -n)${opts.gateway === 'embedded' ? ' or use --gateway forked' : ''}`,
+      2,
+    );
+  }
+  let target: Target;
+  if (opts.gateway === 'forked') {
+    const f = await startForkedGateway();
+    hooks.log?.(`gateway in child process ${f.pid} on ${f.info.url}`);
+    await f.provision(provisionList(fleet));
+    target = f;
+  } else if (opts.gateway === 'embedded') {
+    const emb = await startEmbeddedGateway();
+    hooks.log?.(`embedded gateway on ${emb.info.url}, store in ${emb.dataDir}`);
+    await provisionFamilies(emb.store, provisionList(fleet), Date.now());
+    target = emb;
+  } else {
+    if (!opts.gatewayIdentityFile)
+      throw new Error('--gateway-identity is required with an external --gateway');
+    const ext = await externalGateway({
+      url: opts.gateway,
+      identityFile: opts.gatewayIdentityFile,
+      dataDir: opts.gatewayDataDir,
+      pid: opts.gatewayPid,
+    });
+    if (ext.store) await provisionFamilies(ext.store, provisionList(fleet), Date.now());
+    else notes.push('no --gateway-data-dir: the toys must already be provisioned in the gateway');
+    target = ext;
+  }
+  let main: Awaited<ReturnType<typeof sessionOn>>;
+  try {
+    main = await sessionOn(target, fleet, pool, opts, opts.scenario, h);
+  } finally {
+    await target.close();
+  }
+  notes.push(...main.fatal);
+
+  let compare: LoadtestReport['compare'];
+  if (opts.compare === 'plain' && !signal.aborted) {
+    const runs: RunSummary[] = [];
+    const brokers: (() => Promise<Target>)[] = [startPlainAedes];
+    const mosq = findMosquitto();
+    if (mosq) brokers.push(() => startMosquitto(mosq));
+    else notes.push('mosquitto not installed: compared with bare Aedes only (apt-get install mosquitto)');
+    for (const start of brokers) {
+      if (signal.aborted) break;
+      const t = await start();
+      hooks.log?.(`plain broker ${t.info.kind} on ${t.info.url}`);
+      try {
+        const r = await sessionOn(t, fleet, pool, opts, 'steady', h);
+        runs.push(r.summary);
+        notes.push(...r.fatal);
+      } finally {
+        await t.close();
+      }
+    }
+    const g = main.summary;
+    compare = {
+      runs,
+      ratios: runs.map((r) => ({
+        broker: r.target.kind,
+        throughput:
+          r.throughput.clipsPerSec > 0 ? round3(g.throughput.clipsPerSec / r.throughput.clipsPerSec) : null,
+        p99: r.latency.e2e.p99 > 0 ? round3(g.latency.e2e.p99 / r.latency.e2e.p99) : null,
+      })),
+    };
+  }
+  clearTimeout(hardStop);
+  if (deadline.signal.aborted) notes.push(`stopped by the --max-run limit (${opts.maxRunMs} ms)`);
+  return {
+    tool: 'plushlink loadtest',
+    version: 1,
+    startedAt: startedAt.toISOString(),
+    finishedAt: new Date().toISOString(),
+    interrupted: signal.aborted,
+    options: optionsRecord(opts),
+    audio: {
+      clips: pool.clips.length,
+      clipSeconds: opts.clipSeconds,
+      oggBytesMean: pool.oggBytesMean,
+      envelopeBytesMean: envelopeBytes,
+      sealing:
+        opts.seal === 'full'
+          ? 'audio Opus-encoded once into a pool of 4 clips; every clip is sealed (fresh content key, sealed box per recipient, secretbox body) and signed when sent, with its own sequence number'
+          : 'audio Opus-encoded once; one sealed envelope per recipient is the template; every clip gets its own sender, clip id, sequence number, time and Ed25519 signature when sent (content key and body shared: --seal resign)',
+    },
+    fleet: {
+      toys: opts.toys,
+      parents: fleet.families.length,
+      attackers: fleet.attackers.reduce((a, x) => a + x.toys.length, 0),
+      workers: opts.workers,
+    },
+    run: main.summary,
+    scenario: { name: opts.scenario, ...main.out },
+    ...(compare ? { compare } : {}),
+    notes,
+  };
+}
+
+const round3 = (x: number): number => Math.round(x * 1000) / 1000;
+
+function optionsRecord(o: LoadtestOptions): Record<string, string | number | boolean | null> {
+  const r: Record<string, string | number | boolean | null> = {};
+  for (const [k, v] of Object.entries(o)) {
+    if (v === null || typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') r[k] = v;
+  }
+  return r;
+}

@@ -1,0 +1,394 @@
+// Load-test targets: the embedded PlushLink gateway, an external one, and plain brokers (bare Aedes, Mosquitto).
+import { type ChildProcess, fork, spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { type AddressInfo, createServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Aedes } from 'aedes';
+import type { Registry } from 'prom-client';
+import { gatewayAuditKeys, openSqliteAuditLog, type SqliteAuditLog } from '../../gateway/audit.ts';
+import { BoundedNonceStore } from '../../gateway/auth.ts';
+import { createGateway, type Gateway } from '../../gateway/gateway.ts';
+import type { FamilyId, GatewayStore, NewEndpoint } from '../../gateway/interfaces.ts';
+import { MemoryRateLimiter } from '../../gateway/limits.ts';
+import { openSqliteStore, type SqliteStore } from '../../gateway/store/sqlite.ts';
+import { toBase32 } from '../../shared/bytes.ts';
+import { generateIdentity, type PublicIdentity, parseIdentityJson } from '../../shared/identity.ts';
+import type { TargetInfo } from './types.ts';
+
+/** CPU time (ms, cumulative) and memory (bytes) of the process under test, when we can see it. */
+export interface ResourceSample {
+  readonly cpuMs: number;
+  readonly rssBytes: number;
+  readonly heapBytes: number | null;
+}
+
+export interface Target {
+  readonly info: TargetInfo;
+  /** How resources are sampled: our own process (embedded), /proc of a pid, or not at all. */
+  readonly resourceSource: 'process' | 'proc' | 'none';
+  sample(): ResourceSample | null;
+  /** Gateway-side counters (flattened Prometheus samples), when the gateway is in-process. */
+  counters(): Promise<Record<string, number> | null>;
+  close(): Promise<void>;
+}
+
+export interface ProvisionFamily {
+  readonly toys: readonly PublicIdentity[];
+  readonly parents: readonly PublicIdentity[];
+}
+
+/** Registers endpoints and families in bulk (group-committed), as the admin commands would. */
+export async function provisionFamilies(
+  store: GatewayStore & { addEndpoints?: (recs: readonly NewEndpoint[]) => Promise<void> },
+  families: readonly ProvisionFamily[],
+  now: number,
+): Promise<void> {
+  const recs: NewEndpoint[] = [];
+  for (const f of families) {
+    for (const e of [...f.toys, ...f.parents]) {
+      recs.push({
+        id: e.id,
+        role: e.role === 'parent' ? 'parent' : 'toy',
+        signPublicKey: e.signPublicKey,
+        boxPublicKey: e.boxPublicKey,
+        createdAt: now,
+      });
+    }
+  }
+  if (store.addEndpoints) await store.addEndpoints(recs);
+  else await Promise.all(recs.map((r) => store.addEndpoint(r)));
+  const CHUNK = 2000;
+  for (let i = 0; i < families.length; i += CHUNK) {
+    await Promise.all(
+      families.slice(i, i + CHUNK).map(async (f) => {
+        const id = `f${toBase32(randomBytes(16))}` as FamilyId;
+        await store.createFamily(id, now);
+        for (const e of [...f.toys, ...f.parents]) await store.addFamilyMember(id, e.id);
+      }),
+    );
+  }
+}
+
+function flatten(metrics: Awaited<ReturnType<Registry['getMetricsAsJSON']>>) {
+  const out: Record<string, number> = {};
+  for (const m of metrics) {
+    for (const v of m.values) {
+      const labels = Object.entries(v.labels)
+        .map(([k, x]) => `${k}=${String(x)}`)
+        .join(',');
+      const name = (v as { metricName?: string }).metricName ?? m.name;
+      out[labels ? `${name}{${labels}}` : name] = v.value;
+    }
+  }
+  return out;
+}
+
+/** This process: CPU, RSS and the main isolate's heap + external memory; null if unreadable (e.g. EMFILE). */
+function ownSample(): ResourceSample | null {
+  try {
+    const cpu = process.cpuUsage();
+    const mem = process.memoryUsage();
+    return {
+      cpuMs: (cpu.user + cpu.system) / 1000,
+      rssBytes: mem.rss,
+      heapBytes: mem.heapUsed + mem.external,
+    };
+  } catch {
+    return null;
+  }
+}
+
+export interface EmbeddedGateway extends Target {
+  readonly gateway: Gateway;
+  readonly store: SqliteStore;
+  readonly dataDir: string;
+}
+
+/**
+ * Starts a PlushLink gateway in this process on 127.0.0.1:0 with a temp SQLite store. Rate limits
+ * are set far above the offered load (the load test measures capacity, not the limiter), the
+ * packet limit stays at its default so oversized packets are refused as in production.
+ */
+export async function startEmbeddedGateway(): Promise<EmbeddedGateway> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'plushlink-loadtest-'));
+  const store = openSqliteStore(dataDir);
+  const identity = generateIdentity('gateway');
+  const audit: SqliteAuditLog = openSqliteAuditLog(dataDir, gatewayAuditKeys(identity));
+  const big = (perSecond: number) =>
+    new MemoryRateLimiter({ capacity: perSecond, refillPerSecond: perSecond, maxKeys: 200_000 });
+  const gateway = createGateway({
+    identity,
+    store,
+    audit,
+    nonces: new BoundedNonceStore(1_000_000),
+    limiters: {
+      connect: big(1_000_000),
+      clips: big(10_000),
+      bytes: big(1e9),
+      receipts: big(10_000),
+    },
+    host: '127.0.0.1',
+    port: 0,
+    retentionIntervalMs: 0,
+    connectTimeoutMs: 30_000,
+  });
+  const addr = await gateway.listen();
+  return {
+    info: {
+      kind: 'embedded',
+      mode: 'gateway',
+      url: `mqtt://127.0.0.1:${addr.port}`,
+      gatewayId: identity.id,
+      gatewaySignPublicKey: identity.signPublicKey,
+    },
+    gateway,
+    store,
+    dataDir,
+    resourceSource: 'process',
+    sample: ownSample,
+    async counters() {
+      return flatten(await gateway.metrics.registry.getMetricsAsJSON());
+    },
+    async close() {
+      await gateway.close();
+      await audit.close();
+      await store.close();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface ForkedGateway extends Target {
+  provision(families: readonly ProvisionFamily[]): Promise<void>;
+  readonly pid: number;
+}
+
+/**
+ * The embedded gateway in a child process on 127.0.0.1:0: its CPU and RSS (read from /proc) are
+ * its own, and the load generator's sockets do not count against its file-descriptor limit.
+ */
+export async function startForkedGateway(
+  what: 'gateway' | 'aedes' = 'gateway',
+  opts: { cpuProfDir?: string } = {},
+): Promise<ForkedGateway> {
+  const prof = opts.cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', opts.cpuProfDir] : [];
+  const child = fork(new URL('./gateway-child.ts', import.meta.url), [what], {
+    execArgv: ['--import', 'tsx', ...prof],
+    serialization: 'advanced',
+    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+  });
+  const waitFor = <T>(type: string, timeoutMs: number): Promise<T> =>
+    new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        child.off('message', on);
+        reject(new Error(`gateway child: no "${type}" within ${timeoutMs} ms`));
+      }, timeoutMs);
+      const on = (m: { type: string; message?: string }): void => {
+        if (m.type === type || m.type === 'error') {
+          clearTimeout(timer);
+          child.off('message', on);
+          if (m.type === 'error') reject(new Error(`gateway child: ${m.message ?? 'error'}`));
+          else resolve(m as T);
+        }
+      };
+      child.on('message', on);
+    });
+  const ready = await waitFor<{
+    info: Omit<TargetInfo, 'gatewaySignPublicKey'> & { gatewaySignPublicKey: number[] | null };
+  }>('ready', 60_000);
+  const pid = child.pid ?? 0;
+  return {
+    pid,
+    info: {
+      ...ready.info,
+      kind: what === 'gateway' ? 'forked' : ready.info.kind,
+      gatewaySignPublicKey: ready.info.gatewaySignPublicKey
+        ? new Uint8Array(ready.info.gatewaySignPublicKey)
+        : null,
+    },
+    resourceSource: 'proc',
+    sample: () => procSample(pid),
+    async provision(families) {
+      child.send({ type: 'provision', families });
+      await waitFor('provisioned', 300_000);
+    },
+    async counters() {
+      child.send({ type: 'counters' });
+      return (await waitFor<{ counters: Record<string, number> }>('counters', 10_000)).counters;
+    },
+    async close() {
+      if (child.exitCode !== null) return;
+      const exited = new Promise<void>((res) => child.once('exit', () => res()));
+      child.send({ type: 'close' });
+      const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      await exited;
+      clearTimeout(t);
+    },
+  };
+}
+
+/** Soft limit on open files of this process (Linux /proc/self/limits), or null. */
+export function openFileLimit(): number | null {
+  try {
+    const line = readFileSync('/proc/self/limits', 'latin1')
+      .split('\n')
+      .find((l) => l.startsWith('Max open files'));
+    const n = Number(line?.split(/\s{2,}/)[1]);
+    return Number.isFinite(n) ? n : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Reads utime+stime and RSS of `pid` from /proc (Linux); null when unreadable. */
+export function procSample(pid: number): ResourceSample | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const ticks = Number(f[11]) + Number(f[12]);
+    const rssPages = Number(f[21]);
+    return { cpuMs: ticks * 10, rssBytes: rssPages * 4096, heapBytes: null };
+  } catch {
+    return null;
+  }
+}
+
+/** An already-running gateway: its identity file pins the proof key; its data dir receives the toys. */
+export async function externalGateway(opts: {
+  url: string;
+  identityFile: string;
+  dataDir: string | null;
+  pid: number | null;
+}): Promise<Target & { store: SqliteStore | null }> {
+  const gw = parseIdentityJson(readFileSync(opts.identityFile, 'utf8'));
+  const store = opts.dataDir ? openSqliteStore(opts.dataDir) : null;
+  return {
+    info: {
+      kind: 'external',
+      mode: 'gateway',
+      url: opts.url,
+      gatewayId: gw.id,
+      gatewaySignPublicKey: gw.signPublicKey,
+    },
+    store,
+    resourceSource: opts.pid ? 'proc' : 'none',
+    sample: () => (opts.pid ? procSample(opts.pid) : null),
+    counters: async () => null,
+    async close() {
+      await store?.close();
+    },
+  };
+}
+
+/** Bare Aedes on 127.0.0.1:0, no authentication, default everything: the plain-relay reference. */
+export async function startPlainAedes(): Promise<Target> {
+  const broker = await Aedes.createBroker({});
+  const server: Server = createServer((socket) => {
+    socket.setNoDelay(true);
+    broker.handle(socket);
+  });
+  await new Promise<void>((res) => server.listen(0, '127.0.0.1', res));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    info: {
+      kind: 'aedes',
+      mode: 'plain',
+      url: `mqtt://127.0.0.1:${port}`,
+      gatewayId: null,
+      gatewaySignPublicKey: null,
+    },
+    resourceSource: 'process',
+    sample: ownSample,
+    counters: async () => null,
+    async close() {
+      await new Promise<void>((res) => broker.close(() => res()));
+      await new Promise<void>((res) => server.close(() => res()));
+    },
+  };
+}
+
+/** Path of the mosquitto binary, or null when not installed. */
+export function findMosquitto(): string | null {
+  for (const p of ['/usr/sbin/mosquitto', '/usr/bin/mosquitto', '/usr/local/sbin/mosquitto']) {
+    const r = spawnSync(p, ['-h'], { stdio: 'ignore', timeout: 5000 });
+    if (r.error === undefined) return p;
+  }
+  return null;
+}
+
+async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((res) => s.listen(0, '127.0.0.1', res));
+  const port = (s.address() as AddressInfo).port;
+  await new Promise<void>((res) => s.close(() => res()));
+  return port;
+}
+
+/** Starts Mosquitto on a free loopback port with a temp config (anonymous, no persistence). */
+export async function startMosquitto(bin: string): Promise<Target> {
+  const dir = mkdtempSync(join(tmpdir(), 'plushlink-mosquitto-'));
+  const port = await freePort();
+  const conf = join(dir, 'mosquitto.conf');
+  writeFileSync(
+    conf,
+    [
+      `listener ${port} 127.0.0.1`,
+      'allow_anonymous true',
+      'persistence false',
+      'max_inflight_messages 0',
+      'max_queued_messages 100000',
+      'message_size_limit 0',
+      'log_dest none',
+      '',
+    ].join('\n'),
+  );
+  const child: ChildProcess = spawn(bin, ['-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr?.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
+  // Wait (bounded) until the port accepts connections.
+  const { connect } = await import('node:net');
+  const deadline = Date.now() + 5000;
+  for (;;) {
+    const ok = await new Promise<boolean>((res) => {
+      const s = connect(port, '127.0.0.1');
+      s.once('connect', () => {
+        s.destroy();
+        res(true);
+      });
+      s.once('error', () => res(false));
+    });
+    if (ok) break;
+    if (Date.now() > deadline || child.exitCode !== null) {
+      child.kill('SIGKILL');
+      throw new Error(`mosquitto did not start: ${stderr.trim().split('\n')[0] ?? 'no output'}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const pid = child.pid ?? 0;
+  return {
+    info: {
+      kind: 'mosquitto',
+      mode: 'plain',
+      url: `mqtt://127.0.0.1:${port}`,
+      gatewayId: null,
+      gatewaySignPublicKey: null,
+    },
+    resourceSource: 'proc',
+    sample: () => procSample(pid),
+    counters: async () => null,
+    async close() {
+      if (child.exitCode === null) {
+        const exited = new Promise<void>((res) => child.once('exit', () => res()));
+        child.kill('SIGTERM');
+        const t = setTimeout(() => child.kill('SIGKILL'), 3000);
+        await exited;
+        clearTimeout(t);
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}

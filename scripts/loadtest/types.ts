@@ -1,0 +1,328 @@
+// Load-test data model: options, worker messages and the report written as JSON/CSV/HTML.
+import type { LatencySummary } from './stats.ts';
+
+/** full: every clip sealed from scratch; resign: per-recipient sealed template, per-clip header and signature. */
+export type SealMode = 'full' | 'resign';
+
+export type ScenarioName = 'steady' | 'ramp' | 'storm' | 'attack';
+export const SCENARIOS: readonly ScenarioName[] = ['steady', 'ramp', 'storm', 'attack'];
+
+export type AttackKind =
+  | 'bad-signature'
+  | 'replayed-envelope'
+  | 'replayed-token'
+  | 'oversized-packet'
+  | 'wildcard-subscription'
+  | 'unknown-id';
+export const ATTACK_KINDS: readonly AttackKind[] = [
+  'bad-signature',
+  'replayed-envelope',
+  'replayed-token',
+  'oversized-packet',
+  'wildcard-subscription',
+  'unknown-id',
+];
+
+export interface LoadtestOptions {
+  /** `embedded`, or an mqtt:// URL. */
+  readonly gateway: string;
+  readonly toys: number;
+  /** Toys per family (each family has one parent that receives the toys' clips). */
+  readonly toysPerFamily: number;
+  /** Connects per second while bringing the fleet up. */
+  readonly connectRate: number;
+  /** Clips per second, whole fleet (steady and attack; the first step of ramp). */
+  readonly clipRate: number;
+  readonly clipSeconds: number;
+  readonly durationMs: number;
+  readonly scenario: ScenarioName;
+  readonly workers: number;
+  readonly seed: string;
+  readonly outDir: string | null;
+  readonly allowRemote: boolean;
+  /** ramp: p99 end-to-end target in ms, step length, rate multiplier per step, step limit. */
+  readonly rampTargetP99Ms: number;
+  readonly rampStepMs: number;
+  readonly rampFactor: number;
+  readonly rampMaxSteps: number;
+  /** attack: share of operations that are attacks (0..0.9). */
+  readonly attackShare: number;
+  /** Parents sign and publish a receipt per clip (realistic; the gateway then deletes the clip). */
+  readonly receipts: boolean;
+  /** Parents fully verify and decrypt each clip (costs generator CPU). */
+  readonly parentsOpen: boolean;
+  readonly compare: 'plain' | null;
+  readonly seal: SealMode;
+  /** Un-acknowledged clips per worker before sends are skipped (default 20,000). */
+  readonly maxInflight?: number;
+  readonly progress: boolean;
+  /** Hard wall-clock cap for the whole run, ms. */
+  readonly maxRunMs: number;
+  /** External gateway: pid to sample CPU and memory from /proc, or a metrics URL. */
+  readonly gatewayPid: number | null;
+  readonly gatewayMetricsUrl: string | null;
+  /** Public identity JSON of an external gateway (pinned; needed to check its proof). */
+  readonly gatewayIdentityFile: string | null;
+  /** External gateway: data dir whose store the toys are provisioned into. */
+  readonly gatewayDataDir: string | null;
+}
+
+/** Where the traffic goes. `gateway` speaks PlushLink auth; `plain` is a bare MQTT relay. */
+export interface TargetInfo {
+  readonly kind: 'embedded' | 'forked' | 'external' | 'aedes' | 'mosquitto';
+  readonly mode: 'gateway' | 'plain';
+  readonly url: string;
+  readonly gatewayId: string | null;
+  readonly gatewaySignPublicKey: Uint8Array | null;
+}
+
+export interface EndpointSecrets {
+  readonly signSeed: Uint8Array;
+  readonly boxSecret: Uint8Array;
+}
+
+export interface WorkerInit {
+  readonly index: number;
+  readonly target: TargetInfo;
+  /** Legitimate toys and the parent each one sends to (index into `parents`). */
+  readonly toys: readonly EndpointSecrets[];
+  readonly toyParent: readonly number[];
+  readonly parents: readonly EndpointSecrets[];
+  /** Registered attacker toys (own family, with `attackerParent` as the only other member). */
+  readonly attackers: readonly EndpointSecrets[];
+  readonly attackerParent: EndpointSecrets | null;
+  readonly oggPool: readonly Uint8Array[];
+  readonly clipDurationMs: number;
+  readonly receipts: boolean;
+  readonly parentsOpen: boolean;
+  readonly oversizeBytes: number;
+  readonly seal: SealMode;
+  readonly pubackTimeoutMs: number;
+  /** Most un-acknowledged clips; beyond it scheduled sends are skipped and counted (closed loop). */
+  readonly maxInflight: number;
+}
+
+export type MainToWorker =
+  | {
+      readonly type: 'connect';
+      readonly rate: number;
+      readonly timeoutMs: number;
+      readonly who: 'parents' | 'toys';
+    }
+  | {
+      readonly type: 'run';
+      readonly clipRate: number;
+      readonly attackRate: number;
+      readonly durationMs: number;
+    }
+  | { readonly type: 'storm'; readonly timeoutMs: number }
+  | { readonly type: 'drain'; readonly timeoutMs: number }
+  | { readonly type: 'stop' };
+
+/** Counters a worker reports per tick (deltas since the last tick). */
+export interface Counters {
+  clipsSent: number;
+  clipsAcked: number;
+  clipsDelivered: number;
+  duplicates: number;
+  bytesSent: number;
+  bytesAcked: number;
+  connects: number;
+  connectFailures: number;
+  receiptsSent: number;
+  notSent: number;
+}
+
+export const zeroCounters = (): Counters => ({
+  clipsSent: 0,
+  clipsAcked: 0,
+  clipsDelivered: 0,
+  duplicates: 0,
+  bytesSent: 0,
+  bytesAcked: 0,
+  connects: 0,
+  connectFailures: 0,
+  receiptsSent: 0,
+  notSent: 0,
+});
+
+export interface AttackTally {
+  attempted: number;
+  refused: number;
+  /** Accepted by the target: a security failure. */
+  leaked: number;
+  /** No verdict (timeout, generator error). */
+  inconclusive: number;
+  /** How the refusals showed, e.g. "connack-5", "closed", "suback-128". */
+  signals: Record<string, number>;
+}
+
+export interface WorkerTick {
+  readonly type: 'tick';
+  readonly index: number;
+  /** performance.timeOrigin + now() of the worker, ms (comparable across threads). */
+  readonly at: number;
+  readonly counters: Counters;
+  readonly errors: Record<string, number>;
+  /** Interval histograms, compressed base64 (µs). */
+  readonly connect: string;
+  readonly puback: string;
+  readonly e2e: string;
+  /** CPU time of this worker thread in the interval, ms (from /proc/thread-self/stat; -1 if unknown). */
+  readonly cpuMs: number;
+  readonly elu: number;
+  readonly lagP99Ms: number;
+  readonly lagMaxMs: number;
+  readonly connected: number;
+  readonly inflight: number;
+  readonly attacks: Partial<Record<AttackKind, AttackTally>>;
+}
+
+export type WorkerToMain =
+  | WorkerTick
+  | { readonly type: 'ready'; readonly index: number }
+  | { readonly type: 'connected'; readonly index: number; readonly ok: number; readonly failed: number }
+  | { readonly type: 'ran'; readonly index: number }
+  | {
+      readonly type: 'stormed';
+      readonly index: number;
+      readonly toys: number;
+      readonly back: number;
+      readonly failed: number;
+      /** ms from the drop to the last toy's verified reconnect (worker clock). */
+      readonly allBackMs: number;
+      readonly dropAt: number;
+    }
+  | { readonly type: 'drained'; readonly index: number; readonly lost: number; readonly timedOut: number }
+  | { readonly type: 'stopped'; readonly index: number }
+  | { readonly type: 'fatal'; readonly index: number; readonly message: string };
+
+export interface TimePoint {
+  /** Seconds since the run started. */
+  t: number;
+  /** Length of this interval in seconds (counts below are per interval, not per second). */
+  dt: number;
+  phase: string;
+  clipsSent: number;
+  clipsAcked: number;
+  clipsDelivered: number;
+  errors: number;
+  mbAcked: number;
+  connects: number;
+  connected: number;
+  pubackP50Ms: number | null;
+  pubackP99Ms: number | null;
+  e2eP50Ms: number | null;
+  e2eP99Ms: number | null;
+  gatewayCpuPercent: number | null;
+  gatewayRssMb: number | null;
+  gatewayHeapMb: number | null;
+  generatorCpuPercent: number | null;
+  generatorLagP99Ms: number | null;
+  /** Whole machine, % of all cores. */
+  hostCpuPercent: number | null;
+  /** Processes other than this one, % of all cores (a busy neighbour skews every figure). */
+  otherProcessesCpuPercent: number | null;
+  /** Event-loop delay p99 of the embedded gateway's thread in this interval, ms. */
+  gatewayLagP99Ms: number | null;
+}
+
+export interface WorkerSummary {
+  index: number;
+  toys: number;
+  parents: number;
+  cpuMs: number;
+  /** Mean CPU use of the worker thread while running, percent of one core. */
+  cpuPercent: number | null;
+  eluMean: number;
+  eluMax: number;
+  lagP99MaxMs: number;
+  lagMaxMs: number;
+}
+
+export interface RampStep {
+  clipRate: number;
+  achievedClipsPerSec: number;
+  e2eP99Ms: number | null;
+  pubackP99Ms: number | null;
+  errors: number;
+  generatorSaturated: boolean;
+}
+
+export interface StormResult {
+  toys: number;
+  back: number;
+  failed: number;
+  allBackMs: number;
+  connectsPerSec: number;
+  authFailures: number;
+  connect: LatencySummary;
+}
+
+export interface AttackResult {
+  share: number;
+  byKind: Record<string, AttackTally>;
+  attempted: number;
+  refused: number;
+  leaked: number;
+  inconclusive: number;
+  /** Gateway-side counters (embedded: read from its metrics registry), for cross-checking. */
+  gatewayCounters: Record<string, number> | null;
+}
+
+export interface RunSummary {
+  target: { kind: TargetInfo['kind']; url: string };
+  phaseMs: number;
+  totals: Counters & { errors: number; lost: number };
+  errors: Record<string, number>;
+  throughput: { clipsPerSec: number; mbPerSec: number };
+  latency: { connect: LatencySummary; puback: LatencySummary; e2e: LatencySummary };
+  e2eHistogram: { fromMs: number; toMs: number; count: number }[];
+  gateway: {
+    source: 'process' | 'proc' | 'metrics' | 'none';
+    cpuPercentMean: number | null;
+    cpuPercentMax: number | null;
+    rssMbMax: number | null;
+    heapMbMax: number | null;
+    /** Embedded gateway: worst per-second event-loop delay p99, and the largest single delay, ms. */
+    eventLoopLagP99MaxMs: number | null;
+    eventLoopLagMaxMs: number | null;
+  };
+  generator: {
+    workers: WorkerSummary[];
+    bottleneck: boolean;
+    verdict: string;
+    hostCpuPercentMean: number | null;
+    otherProcessesCpuPercentMean: number | null;
+  };
+  timeline: TimePoint[];
+}
+
+export interface LoadtestReport {
+  tool: 'plushlink loadtest';
+  version: 1;
+  startedAt: string;
+  finishedAt: string;
+  interrupted: boolean;
+  options: Record<string, string | number | boolean | null>;
+  audio: {
+    clips: number;
+    clipSeconds: number;
+    oggBytesMean: number;
+    envelopeBytesMean: number;
+    sealing: string;
+  };
+  fleet: { toys: number; parents: number; attackers: number; workers: number };
+  run: RunSummary;
+  scenario: {
+    name: ScenarioName;
+    ramp?: { targetP99Ms: number; steps: RampStep[]; kneeClipsPerSec: number | null; note: string };
+    storm?: StormResult;
+    attack?: AttackResult;
+  };
+  compare?: {
+    runs: RunSummary[];
+    ratios: { broker: string; throughput: number | null; p99: number | null }[];
+  };
+  notes: string[];
+}

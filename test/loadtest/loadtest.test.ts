@@ -1,0 +1,189 @@
+// Small end-to-end load tests against the embedded gateway: report consistency, attacks refused, CLI and Ctrl-C.
+import { spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { CliError } from '../../scripts/cli-util.ts';
+import { toLoadtestOptions } from '../../scripts/commands/loadtest.ts';
+import { runLoadtest } from '../../scripts/loadtest/runner.ts';
+import { isClipError } from '../../scripts/loadtest/session.ts';
+import type { LatencySummary } from '../../scripts/loadtest/stats.ts';
+import type { LoadtestOptions, LoadtestReport, RunSummary } from '../../scripts/loadtest/types.ts';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+const base: LoadtestOptions = {
+  gateway: 'embedded',
+  toys: 24,
+  toysPerFamily: 4,
+  connectRate: 0,
+  clipRate: 12,
+  clipSeconds: 1,
+  durationMs: 2000,
+  scenario: 'steady',
+  workers: 2,
+  seed: 'vitest',
+  outDir: null,
+  allowRemote: false,
+  rampTargetP99Ms: 25,
+  rampStepMs: 1000,
+  rampFactor: 2,
+  rampMaxSteps: 2,
+  attackShare: 0.3,
+  receipts: true,
+  parentsOpen: true,
+  compare: null,
+  seal: 'full',
+  progress: false,
+  maxRunMs: 60_000,
+  gatewayPid: null,
+  gatewayMetricsUrl: null,
+  gatewayIdentityFile: null,
+  gatewayDataDir: null,
+};
+
+function expectOrdered(s: LatencySummary): void {
+  expect(s.p50).toBeLessThanOrEqual(s.p90);
+  expect(s.p90).toBeLessThanOrEqual(s.p99);
+  expect(s.p99).toBeLessThanOrEqual(s.p999);
+  expect(s.p999).toBeLessThanOrEqual(s.max);
+}
+
+function expectConsistent(r: RunSummary): void {
+  const t = r.totals;
+  const clipErrors = Object.entries(r.errors)
+    .filter(([k]) => isClipError(k))
+    .reduce((a, [, v]) => a + v, 0);
+  expect(t.clipsSent).toBeGreaterThan(0);
+  // every sent clip ends acknowledged or as a counted error
+  expect(t.clipsSent).toBe(t.clipsAcked + clipErrors);
+  expect(t.errors).toBe(clipErrors);
+  // no legitimate clip lost: every acknowledged clip reached its parent exactly once
+  expect(t.lost).toBe(0);
+  expect(t.clipsDelivered).toBe(t.clipsAcked);
+  expect(r.latency.puback.count).toBe(t.clipsAcked);
+  expect(r.latency.e2e.count).toBe(t.clipsDelivered);
+  expectOrdered(r.latency.connect);
+  expectOrdered(r.latency.puback);
+  expectOrdered(r.latency.e2e);
+  expect(r.timeline.length).toBeGreaterThan(0);
+}
+
+describe('plushlink loadtest (embedded gateway)', () => {
+  it('steady: sent = acked + errors, nothing lost, percentiles ordered', { timeout: 60_000 }, async () => {
+    const rep = await runLoadtest(base);
+    expect(rep.interrupted).toBe(false);
+    expectConsistent(rep.run);
+    expect(rep.run.totals.clipsAcked).toBeGreaterThan(0);
+    expect(rep.run.totals.connects).toBe(24 + 6);
+    expect(rep.run.gateway.source).toBe('process');
+    expect(rep.run.generator.workers).toHaveLength(2);
+    expect(rep.fleet.parents).toBe(6);
+  });
+
+  it('attack: every attack is refused and counted, legitimate clips still all delivered', {
+    timeout: 60_000,
+  }, async () => {
+    const rep = await runLoadtest({
+      ...base,
+      scenario: 'attack',
+      seal: 'resign',
+      seed: 'vitest-attack',
+      attackShare: 0.4,
+    });
+    expectConsistent(rep.run);
+    const a = rep.scenario.attack;
+    expect(a).toBeDefined();
+    if (!a) return;
+    expect(a.attempted).toBeGreaterThanOrEqual(6);
+    expect(a.leaked).toBe(0);
+    expect(a.inconclusive).toBe(0);
+    expect(a.refused).toBe(a.attempted);
+    for (const v of Object.values(a.byKind)) expect(v.refused).toBe(v.attempted);
+    expect(Object.keys(a.byKind).length).toBe(6);
+    // the gateway saw them too
+    expect(Object.keys(a.gatewayCounters ?? {}).length).toBeGreaterThan(0);
+  });
+
+  it('CLI: writes JSON, CSV and a script-free HTML report; Ctrl-C stops and still reports', {
+    timeout: 90_000,
+  }, async () => {
+    const out = await mkdtemp(join(tmpdir(), 'plk-lt-cli-'));
+    try {
+      const child = spawn(
+        process.execPath,
+        [
+          'bin/plushlink.js',
+          'loadtest',
+          '--toys',
+          '8',
+          '--clip-rate',
+          '8',
+          '--clip-seconds',
+          '1',
+          '--duration',
+          '60s',
+          '--connect-rate',
+          '0',
+          '--out',
+          out,
+          '--no-progress',
+        ],
+        { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
+      );
+      let stderr = '';
+      let stdout = '';
+      child.stdout.on('data', (d: Buffer) => {
+        stdout += d.toString();
+      });
+      const exited = new Promise<number | null>((res) => child.on('exit', (code) => res(code)));
+      await new Promise<void>((res, rej) => {
+        const timer = setTimeout(() => rej(new Error(`no traffic started: ${stderr}`)), 60_000);
+        child.stderr.on('data', (d: Buffer) => {
+          stderr += d.toString();
+          if (/connected \d+ toys/.test(stderr)) {
+            clearTimeout(timer);
+            setTimeout(res, 1200);
+          }
+        });
+      });
+      child.kill('SIGINT');
+      const code = await exited;
+      expect(code).toBe(0);
+      expect(stderr).toMatch(/interrupted/);
+      expect(stdout).toMatch(/INTERRUPTED/);
+      const rep = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as LoadtestReport;
+      expect(rep.interrupted).toBe(true);
+      const t = rep.run.totals;
+      const clipErrors = Object.entries(rep.run.errors)
+        .filter(([k]) => isClipError(k))
+        .reduce((x, [, v]) => x + v, 0);
+      expect(t.clipsSent).toBe(t.clipsAcked + clipErrors);
+      const html = await readFile(join(out, 'report.html'), 'utf8');
+      expect(html).toMatch(/^<!doctype html>/);
+      expect(html).not.toMatch(/<script|<link|@import|https?:\/\/(?!www\.w3\.org\/2000\/svg)/i);
+      expect((html.match(/<svg /g) ?? []).length).toBeGreaterThanOrEqual(4);
+      expect(await readFile(join(out, 'timeline.csv'), 'utf8')).toMatch(/^target,t,dt,phase,/);
+      expect(await readFile(join(out, 'summary.csv'), 'utf8')).toMatch(/^target,url,metric,/);
+    } finally {
+      await rm(out, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses a non-loopback target with a one-line usage error', () => {
+    const raw = { gateway: 'mqtt://10.1.2.3:1883', seal: 'full' } as Parameters<typeof toLoadtestOptions>[0];
+    let err: unknown;
+    try {
+      toLoadtestOptions(raw);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(CliError);
+    expect((err as CliError).exitCode).toBe(2);
+    expect((err as CliError).message).toMatch(
+      /^refusing to load-test non-loopback target 10\.1\.2\.3 [^\n]*$/,
+    );
+  });
+});

@@ -1,0 +1,67 @@
+// Storm and ramp scenarios at toy scale: every toy comes back, ramp steps are recorded and a knee is reported.
+import { describe, expect, it } from 'vitest';
+import { runLoadtest } from '../../scripts/loadtest/runner.ts';
+import type { LoadtestOptions } from '../../scripts/loadtest/types.ts';
+
+const base: LoadtestOptions = {
+  gateway: 'embedded',
+  toys: 16,
+  toysPerFamily: 4,
+  connectRate: 0,
+  clipRate: 8,
+  clipSeconds: 1,
+  durationMs: 2000,
+  scenario: 'storm',
+  workers: 2,
+  seed: 'vitest-scenarios',
+  outDir: null,
+  allowRemote: false,
+  rampTargetP99Ms: 60_000,
+  rampStepMs: 1000,
+  rampFactor: 2,
+  rampMaxSteps: 2,
+  attackShare: 0.2,
+  receipts: true,
+  parentsOpen: false,
+  compare: null,
+  seal: 'resign',
+  progress: false,
+  maxRunMs: 60_000,
+  gatewayPid: null,
+  gatewayMetricsUrl: null,
+  gatewayIdentityFile: null,
+  gatewayDataDir: null,
+};
+
+describe('scenarios', () => {
+  it('storm: every toy drops and comes back, authenticated, and traffic resumes', {
+    timeout: 60_000,
+  }, async () => {
+    const rep = await runLoadtest(base);
+    const st = rep.scenario.storm;
+    expect(st).toBeDefined();
+    if (!st) return;
+    expect(st.toys).toBe(16);
+    expect(st.back).toBe(16);
+    expect(st.failed).toBe(0);
+    expect(st.authFailures).toBe(0);
+    expect(st.allBackMs).toBeGreaterThan(0);
+    expect(st.connect.count).toBe(16);
+    expect(st.connect.p50).toBeLessThanOrEqual(st.connect.max);
+    expect(rep.run.totals.lost).toBe(0);
+    expect(rep.run.totals.clipsDelivered).toBe(rep.run.totals.clipsAcked);
+    expect(rep.run.timeline.some((p) => p.phase === 'after-storm' && p.clipsAcked > 0)).toBe(true);
+  });
+
+  it('ramp: raises the rate step by step and reports the knee', { timeout: 60_000 }, async () => {
+    const rep = await runLoadtest({ ...base, scenario: 'ramp' });
+    const ramp = rep.scenario.ramp;
+    expect(ramp).toBeDefined();
+    if (!ramp) return;
+    expect(ramp.steps.length).toBeGreaterThanOrEqual(1);
+    expect(ramp.steps[0]?.clipRate).toBe(8);
+    if (ramp.steps.length === 2) expect(ramp.steps[1]?.clipRate).toBe(16);
+    expect(ramp.note.length).toBeGreaterThan(0);
+    expect(rep.run.totals.lost).toBe(0);
+  });
+});
