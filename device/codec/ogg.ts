@@ -1,4 +1,5 @@
 // Ogg Opus container (RFC 7845 over RFC 3533): a page writer and a bounded, strict reader with typed errors.
+import { concatBytes } from '../../shared/bytes.ts';
 import { oggCrc32 } from './crc32.ts';
 import { CodecError } from './errors.ts';
 import { opusPacketSamples48k } from './opus-packet.ts';
@@ -184,7 +185,7 @@ export class OggOpusWriter {
     } else {
       this.flush(true);
     }
-    return concat(this.chunks);
+    return concatBytes(...this.chunks);
   }
 
   /** Audio packets written so far. */
@@ -208,7 +209,7 @@ export class OggOpusWriter {
     let pageFlags = flags & FLAG_BOS;
     const out = (last: boolean, nextContinued: boolean): void => {
       this.writePage(
-        concat(body),
+        concatBytes(...body),
         segs,
         granule,
         pageFlags | (continued ? FLAG_CONTINUED : 0) | (last ? flags & FLAG_EOS : 0),
@@ -258,18 +259,6 @@ export class OggOpusWriter {
     dv.setUint32(22, oggCrc32(page), true);
     this.chunks.push(page);
   }
-}
-
-function concat(parts: readonly Uint8Array[]): Uint8Array {
-  let n = 0;
-  for (const p of parts) n += p.length;
-  const out = new Uint8Array(n);
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
-  return out;
 }
 
 /** Writes a complete Ogg Opus file from packets in one call. */
@@ -500,7 +489,7 @@ export function readOggOpus(bytes: Uint8Array, limits: OggReadLimits = {}): OggO
         throw new CodecError('OGG_TOO_LARGE', `packet exceeds ${maxPacket} bytes on page ${page.sequence}`);
       }
       if (seg < 255) {
-        const pkt = concat(partial);
+        const pkt = concatBytes(...partial);
         partial = [];
         partialLen = 0;
         completed++;
