@@ -85,6 +85,12 @@ export interface GatewayOptions {
   readonly registryCacheMs?: number;
   /** Backlog clips sent per batch after an inbox subscription; default 500. */
   readonly backlogBatch?: number;
+  /**
+   * TCP accept queue length; default 4096 (the kernel caps it at net.core.somaxconn). Node's default
+   * of 511 overflows when thousands of toys reconnect at once, and every dropped SYN costs its toy
+   * a 1 s, then 3 s, 7 s... retransmission timeout.
+   */
+  readonly listenBacklog?: number;
 }
 
 export interface Gateway {
@@ -152,6 +158,7 @@ export function createGateway(opts: GatewayOptions): Gateway {
   const undeliveredMaxAgeMs = opts.undeliveredMaxAgeMs ?? 7 * DAY_MS;
   const retentionIntervalMs = opts.retentionIntervalMs ?? 600_000;
   const backlogBatch = opts.backlogBatch ?? 500;
+  const listenBacklog = opts.listenBacklog ?? 4096;
   const { store, audit, nonces, limiters } = opts;
 
   const sources = new WeakMap<Duplex, string>();
@@ -583,10 +590,13 @@ export function createGateway(opts: GatewayOptions): Gateway {
       srv.on('error', (err) => log.error({ err: err.message }, 'listener error'));
       await new Promise<void>((resolve, reject) => {
         srv.once('error', reject);
-        srv.listen(opts.port ?? 1883, opts.host ?? '127.0.0.1', () => {
-          srv.off('error', reject);
-          resolve();
-        });
+        srv.listen(
+          { port: opts.port ?? 1883, host: opts.host ?? '127.0.0.1', backlog: listenBacklog },
+          () => {
+            srv.off('error', reject);
+            resolve();
+          },
+        );
       });
       bound = srv.address() as AddressInfo;
       if (retentionIntervalMs > 0) {

@@ -132,6 +132,22 @@ export function limitPackets(socket: Duplex, opts: PacketLimitOptions): Duplex {
       }
       socket.write(chunk, (err) => cb(err ?? null));
     },
+    // mqtt-packet's writeToStream writes one packet as 3–6 small chunks (fixed header, length,
+    // topic, message id, payload) inside cork()/uncork(); without writev each of them would be a
+    // separate write — and, with TCP_NODELAY, a separate syscall and TCP segment. Corking the
+    // socket around the batch turns one packet (or several, when they were written in the same
+    // tick) into a single writev.
+    writev(chunks: { chunk: Buffer }[], cb) {
+      if (socket.destroyed) {
+        cb(new Error('socket destroyed'));
+        return;
+      }
+      socket.cork();
+      const last = chunks.length - 1;
+      for (let i = 0; i < last; i++) socket.write(chunks[i]!.chunk);
+      socket.write(chunks[last]!.chunk, (err) => cb(err ?? null));
+      socket.uncork();
+    },
     final(cb) {
       socket.end(cb);
     },

@@ -27,6 +27,30 @@ import {
 export const STORE_FILE = 'gateway.db';
 
 /**
+ * PLK_STORE_TRACE=1: once a second, commits, jobs per commit and commit durations on stderr (load-test
+ * diagnostics, docs/LOADTEST.md). Off by default; then `traceCommit` returns at once.
+ */
+const TRACE = process.env.PLK_STORE_TRACE === '1';
+const tr = { commits: 0, jobs: 0, ms: 0, maxMs: 0, maxBatch: 0 };
+export function traceCommit(n: number, ms: number): void {
+  if (!TRACE) return;
+  tr.commits++;
+  tr.jobs += n;
+  tr.ms += ms;
+  tr.maxMs = Math.max(tr.maxMs, ms);
+  tr.maxBatch = Math.max(tr.maxBatch, n);
+}
+if (TRACE) {
+  setInterval(() => {
+    if (tr.commits === 0) return;
+    process.stderr.write(
+      `[store] commits/s ${tr.commits} jobs/s ${tr.jobs} batch avg ${(tr.jobs / tr.commits).toFixed(1)} max ${tr.maxBatch} commit avg ${(tr.ms / tr.commits).toFixed(2)} ms max ${tr.maxMs.toFixed(1)} busy ${(tr.ms / 10).toFixed(0)}%\n`,
+    );
+    Object.assign(tr, { commits: 0, jobs: 0, ms: 0, maxMs: 0, maxBatch: 0 });
+  }, 1000).unref();
+}
+
+/**
  * Schema migrations, applied in order inside one transaction each; `schema_version` records the
  * highest applied. There are deliberately no name, display-name, e-mail or birthday columns anywhere:
  * a full dump shows random ids, public keys, timestamps and ciphertext [PLK-12.1].
@@ -176,7 +200,7 @@ function migrate(db: Database.Database, migrations: readonly string[]): void {
 
 export { migrate as migrateDatabase };
 
-function prepareStatements(db: Database.Database) {
+export function prepareStatements(db: Database.Database) {
   return {
     insEndpoint: db.prepare<[string, string, Uint8Array, Uint8Array, number]>(
       'INSERT INTO endpoints (id, role, sign_pk, box_pk, family_id, revoked, created_at) VALUES (?, ?, ?, ?, NULL, 0, ?)',
@@ -247,6 +271,130 @@ function prepareStatements(db: Database.Database) {
 }
 
 /**
+ * The bodies of the store's writes, by name: run inside a group-commit transaction, in the caller's
+ * thread (SqliteStore) or in the writer thread (WorkerSqliteStore). Arguments were validated before.
+ */
+export function createWriteOps(db: Database.Database, s = prepareStatements(db)) {
+  const insertEndpoint = (rec: NewEndpoint): void => {
+    if (s.getEndpoint.get(rec.id)) {
+      throw new StoreError('STORE_ENDPOINT_EXISTS', `endpoint ${rec.id} is already registered`);
+    }
+    s.insEndpoint.run(rec.id, rec.role, rec.signPublicKey, rec.boxPublicKey, rec.createdAt);
+  };
+  return {
+    addEndpoint(rec: NewEndpoint): void {
+      insertEndpoint(rec);
+    },
+    addEndpoints(recs: readonly NewEndpoint[]): void {
+      for (const r of recs) insertEndpoint(r);
+    },
+    revokeEndpoint(id: EndpointId): boolean {
+      return s.revoke.run(id).changes > 0;
+    },
+    createFamily(id: FamilyId, now: number): void {
+      if (s.getFamily.get(id)) throw new StoreError('STORE_FAMILY_EXISTS', `family ${id} already exists`);
+      s.insFamily.run(id, now);
+    },
+    addFamilyMember(family: FamilyId, endpoint: EndpointId): void {
+      if (!s.getFamily.get(family)) throw new StoreError('STORE_UNKNOWN_FAMILY', `no family ${family}`);
+      const ep = s.getEndpoint.get(endpoint);
+      if (!ep) throw new StoreError('STORE_UNKNOWN_ENDPOINT', `no endpoint ${endpoint}`);
+      if (ep.revoked === 1) throw new StoreError('STORE_REVOKED', `endpoint ${endpoint} is revoked`);
+      if (ep.family_id === family) return;
+      if (ep.family_id !== null) {
+        throw new StoreError('STORE_OTHER_FAMILY', `endpoint ${endpoint} already belongs to another family`);
+      }
+      s.setFamily.run(family, endpoint);
+    },
+    eraseFamily(family: FamilyId): { clips: number; endpoints: number } {
+      if (!s.getFamily.get(family)) throw new StoreError('STORE_UNKNOWN_FAMILY', `no family ${family}`);
+      // [PLK-12.5] Clips sent by a member, then clips addressed to a member (their deliveries cascade).
+      const clips = s.eraseSent.run(family).changes + s.eraseReceived.run(family).changes;
+      s.eraseSeq.run(family);
+      s.eraseAccepted.run(family);
+      const endpoints = s.eraseEndpoints.run(family).changes;
+      s.eraseFamily.run(family);
+      return { clips, endpoints };
+    },
+    acceptClip(clip: ClipRecord, recipients: readonly EndpointId[]): AcceptResult {
+      // [PLK-8.2] a resend of an accepted clip is acknowledged again, never stored twice.
+      const seen = s.acceptedSeq.get(clip.sender, clip.clipId);
+      if (seen) {
+        return seen.sequence === clip.sequence
+          ? { ok: true, retransmit: true }
+          : { ok: false, reason: 'duplicate' };
+      }
+      // [PLK-8.1] strictly increasing per sender, checked and advanced in the same transaction.
+      const last = s.lastSeq.get(clip.sender)?.last_seq ?? 0;
+      if (clip.sequence <= last) return { ok: false, reason: 'replay' };
+      s.insClip.run(clip.sender, clip.clipId, clip.sequence, clip.createdAt, clip.receivedAt, clip.envelope);
+      for (const r of recipients) s.insDelivery.run(r, clip.sender, clip.clipId);
+      s.insAccepted.run(clip.sender, clip.clipId, clip.sequence, clip.receivedAt);
+      s.upsertSeq.run(clip.sender, clip.sequence);
+      return { ok: true };
+    },
+    markDelivered(recipient: EndpointId, sender: EndpointId, clipId: string, at: number): boolean {
+      // [PLK-12.4] A repeated receipt is idempotent (true); an unknown delivery is false.
+      if (s.deliver.run(at, recipient, sender, clipId).changes === 0) {
+        return s.deliveryExists.get(recipient, sender, clipId) !== undefined;
+      }
+      // [PLK-12.5] The last receipt deletes the clip; its delivery rows cascade.
+      if (!s.stillPending.get(sender, clipId)) s.delClip.run(sender, clipId);
+      return true;
+    },
+    expireUndelivered(before: number): number {
+      // Every clip still stored has at least one pending delivery: fully receipted clips are deleted.
+      s.expireAccepted.run(before);
+      return s.expire.run(before).changes;
+    },
+  };
+}
+
+export type WriteOps = ReturnType<typeof createWriteOps>;
+export type WriteOpName = keyof WriteOps;
+
+/**
+ * [PLK-12.5] Copies the WAL into the main file and truncates the WAL to zero bytes, so erased
+ * rows (whose pages secure_delete has zeroed) survive in neither file. Returns false when another
+ * connection's open read transaction kept part of the WAL alive.
+ */
+export function checkpointTruncate(db: Database.Database): boolean {
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const rows = db.pragma('wal_checkpoint(TRUNCATE)') as {
+      busy: number;
+      log: number;
+      checkpointed: number;
+    }[];
+    const r = rows[0];
+    if (r && r.busy === 0) return true;
+  }
+  return false;
+}
+
+/**
+ * Runs `jobs` in one IMMEDIATE transaction (one fsync with synchronous=FULL), each in its own
+ * savepoint so one refused write never undoes another. Throws only when the commit itself failed.
+ */
+export function commitBatch<J>(
+  db: Database.Database,
+  jobs: readonly J[],
+  run: (job: J) => unknown,
+): { ok: boolean; value: unknown }[] {
+  const outcomes: { ok: boolean; value: unknown }[] = new Array(jobs.length);
+  const one = db.transaction((job: J) => run(job)); // a SAVEPOINT when nested
+  db.transaction(() => {
+    for (let i = 0; i < jobs.length; i++) {
+      try {
+        outcomes[i] = { ok: true, value: one(jobs[i]!) };
+      } catch (err) {
+        outcomes[i] = { ok: false, value: err };
+      }
+    }
+  }).immediate();
+  return outcomes;
+}
+
+/**
  * GatewayStore on one SQLite file. Writes are queued and committed together in one IMMEDIATE
  * transaction per event-loop turn (each write in its own savepoint, so one refused write never
  * undoes another); every write promise resolves only after that commit is durable [PLK-12.3].
@@ -260,6 +408,7 @@ export class SqliteStore implements GatewayStore {
   private scheduled = false;
   private closed = false;
   private readonly s: ReturnType<typeof prepareStatements>;
+  private readonly ops: WriteOps;
 
   constructor(path: string, opts: SqliteStoreOptions = {}) {
     this.path = path;
@@ -267,6 +416,7 @@ export class SqliteStore implements GatewayStore {
     this.db = openDatabase(path, opts.busyTimeoutMs ?? 5000);
     migrate(this.db, MIGRATIONS);
     this.s = prepareStatements(this.db);
+    this.ops = createWriteOps(this.db, this.s);
   }
 
   // ---- group commit ---------------------------------------------------------------------------
@@ -291,24 +441,15 @@ export class SqliteStore implements GatewayStore {
     if (this.queue.length === 0) return;
     const jobs = this.queue;
     this.queue = [];
-    const outcomes: { ok: boolean; value: unknown }[] = new Array(jobs.length);
-    const one = this.db.transaction((job: Job) => job.run()); // a SAVEPOINT when nested
+    const tTrace = TRACE ? performance.now() : 0;
+    let outcomes: { ok: boolean; value: unknown }[];
     try {
-      this.db
-        .transaction(() => {
-          for (let i = 0; i < jobs.length; i++) {
-            try {
-              outcomes[i] = { ok: true, value: one(jobs[i]!) };
-            } catch (err) {
-              outcomes[i] = { ok: false, value: err };
-            }
-          }
-        })
-        .immediate();
+      outcomes = commitBatch(this.db, jobs, (job) => job.run());
     } catch (err) {
       for (const job of jobs) job.reject(err); // the commit itself failed: nothing is durable
       return;
     }
+    if (TRACE) traceCommit(jobs.length, performance.now() - tTrace);
     for (let i = 0; i < jobs.length; i++) {
       const o = outcomes[i]!;
       if (o.ok) jobs[i]!.resolve(o.value);
@@ -340,17 +481,10 @@ export class SqliteStore implements GatewayStore {
 
   // ---- registry ---------------------------------------------------------------------------------
 
-  private insertEndpoint(rec: NewEndpoint): void {
-    if (this.s.getEndpoint.get(rec.id)) {
-      throw new StoreError('STORE_ENDPOINT_EXISTS', `endpoint ${rec.id} is already registered`);
-    }
-    this.s.insEndpoint.run(rec.id, rec.role, rec.signPublicKey, rec.boxPublicKey, rec.createdAt);
-  }
-
   addEndpoint(rec: NewEndpoint): Promise<void> {
     return this.validated(
       () => checkNewEndpoint(rec),
-      () => this.insertEndpoint(rec),
+      () => this.ops.addEndpoint(rec),
     );
   }
 
@@ -360,17 +494,12 @@ export class SqliteStore implements GatewayStore {
       () => {
         for (const r of recs) checkNewEndpoint(r);
       },
-      () => {
-        for (const r of recs) this.insertEndpoint(r);
-      },
+      () => this.ops.addEndpoints(recs),
     );
   }
 
   getEndpoint(id: EndpointId): Promise<EndpointRecord | undefined> {
-    return this.read(() => {
-      const row = this.s.getEndpoint.get(id);
-      return row ? toRecord(row) : undefined;
-    });
+    return this.read(() => readEndpoint(this.s, id));
   }
 
   listEndpoints(): Promise<EndpointRecord[]> {
@@ -380,7 +509,7 @@ export class SqliteStore implements GatewayStore {
   revokeEndpoint(id: EndpointId): Promise<boolean> {
     return this.validated(
       () => checkEndpointId(id),
-      () => this.s.revoke.run(id).changes > 0,
+      () => this.ops.revokeEndpoint(id),
     );
   }
 
@@ -390,11 +519,7 @@ export class SqliteStore implements GatewayStore {
         parseFamilyId(id);
         checkTime(now, 'now');
       },
-      () => {
-        if (this.s.getFamily.get(id))
-          throw new StoreError('STORE_FAMILY_EXISTS', `family ${id} already exists`);
-        this.s.insFamily.run(id, now);
-      },
+      () => this.ops.createFamily(id, now),
     );
   }
 
@@ -404,21 +529,7 @@ export class SqliteStore implements GatewayStore {
         parseFamilyId(family);
         checkEndpointId(endpoint);
       },
-      () => {
-        if (!this.s.getFamily.get(family))
-          throw new StoreError('STORE_UNKNOWN_FAMILY', `no family ${family}`);
-        const ep = this.s.getEndpoint.get(endpoint);
-        if (!ep) throw new StoreError('STORE_UNKNOWN_ENDPOINT', `no endpoint ${endpoint}`);
-        if (ep.revoked === 1) throw new StoreError('STORE_REVOKED', `endpoint ${endpoint} is revoked`);
-        if (ep.family_id === family) return;
-        if (ep.family_id !== null) {
-          throw new StoreError(
-            'STORE_OTHER_FAMILY',
-            `endpoint ${endpoint} already belongs to another family`,
-          );
-        }
-        this.s.setFamily.run(family, endpoint);
-      },
+      () => this.ops.addFamilyMember(family, endpoint),
     );
   }
 
@@ -427,41 +538,19 @@ export class SqliteStore implements GatewayStore {
   }
 
   listFamilies(): Promise<{ id: FamilyId; members: number }[]> {
-    return this.read(() => this.s.families.all().map((r) => ({ id: r.id as FamilyId, members: r.members })));
+    return this.read(() => readFamilies(this.s));
   }
 
   async eraseFamily(family: FamilyId): Promise<{ clips: number; endpoints: number }> {
     parseFamilyId(family);
-    const counts = await this.enqueue(() => {
-      if (!this.s.getFamily.get(family)) throw new StoreError('STORE_UNKNOWN_FAMILY', `no family ${family}`);
-      // [PLK-12.5] Clips sent by a member, then clips addressed to a member (their deliveries cascade).
-      const clips = this.s.eraseSent.run(family).changes + this.s.eraseReceived.run(family).changes;
-      this.s.eraseSeq.run(family);
-      this.s.eraseAccepted.run(family);
-      const endpoints = this.s.eraseEndpoints.run(family).changes;
-      this.s.eraseFamily.run(family);
-      return { clips, endpoints };
-    });
+    const counts = await this.enqueue(() => this.ops.eraseFamily(family));
     this.checkpointTruncate();
     return counts;
   }
 
-  /**
-   * [PLK-12.5] Copies the WAL into the main file and truncates the WAL to zero bytes, so erased
-   * rows (whose pages secure_delete has zeroed) survive in neither file. Returns false when another
-   * connection's open read transaction kept part of the WAL alive.
-   */
+  /** See `checkpointTruncate(db)`. */
   checkpointTruncate(): boolean {
-    for (let attempt = 0; attempt < 5; attempt++) {
-      const rows = this.db.pragma('wal_checkpoint(TRUNCATE)') as {
-        busy: number;
-        log: number;
-        checkpointed: number;
-      }[];
-      const r = rows[0];
-      if (r && r.busy === 0) return true;
-    }
-    return false;
+    return checkpointTruncate(this.db);
   }
 
   // ---- clips ------------------------------------------------------------------------------------
@@ -473,30 +562,7 @@ export class SqliteStore implements GatewayStore {
   acceptClip(clip: ClipRecord, recipients: readonly EndpointId[]): Promise<AcceptResult> {
     return this.validated(
       () => checkClip(clip, recipients),
-      (): AcceptResult => {
-        // [PLK-8.2] a resend of an accepted clip is acknowledged again, never stored twice.
-        const seen = this.s.acceptedSeq.get(clip.sender, clip.clipId);
-        if (seen) {
-          return seen.sequence === clip.sequence
-            ? { ok: true, retransmit: true }
-            : { ok: false, reason: 'duplicate' };
-        }
-        // [PLK-8.1] strictly increasing per sender, checked and advanced in the same transaction.
-        const last = this.s.lastSeq.get(clip.sender)?.last_seq ?? 0;
-        if (clip.sequence <= last) return { ok: false, reason: 'replay' };
-        this.s.insClip.run(
-          clip.sender,
-          clip.clipId,
-          clip.sequence,
-          clip.createdAt,
-          clip.receivedAt,
-          clip.envelope,
-        );
-        for (const r of recipients) this.s.insDelivery.run(r, clip.sender, clip.clipId);
-        this.s.insAccepted.run(clip.sender, clip.clipId, clip.sequence, clip.receivedAt);
-        this.s.upsertSeq.run(clip.sender, clip.sequence);
-        return { ok: true };
-      },
+      () => this.ops.acceptClip(clip, recipients),
     );
   }
 
@@ -506,45 +572,20 @@ export class SqliteStore implements GatewayStore {
     } catch (err) {
       return Promise.reject(err);
     }
-    return this.read(() =>
-      this.s.pending.all(recipient, limit).map((r) => ({
-        recipient,
-        sender: r.sender as EndpointId,
-        clipId: r.clip_id,
-        receivedAt: r.received_at,
-        envelope: view(r.envelope),
-      })),
-    );
+    return this.read(() => readPending(this.s, recipient, limit));
   }
 
   markDelivered(recipient: EndpointId, sender: EndpointId, clipId: string, at: number): Promise<boolean> {
     return this.validated(
-      () => {
-        checkEndpointId(recipient, 'recipient');
-        checkEndpointId(sender, 'sender');
-        checkClipId(clipId);
-        checkTime(at, 'at');
-      },
-      () => {
-        // [PLK-12.4] A repeated receipt is idempotent (true); an unknown delivery is false.
-        if (this.s.deliver.run(at, recipient, sender, clipId).changes === 0) {
-          return this.s.deliveryExists.get(recipient, sender, clipId) !== undefined;
-        }
-        // [PLK-12.5] The last receipt deletes the clip; its delivery rows cascade.
-        if (!this.s.stillPending.get(sender, clipId)) this.s.delClip.run(sender, clipId);
-        return true;
-      },
+      () => checkDelivered(recipient, sender, clipId, at),
+      () => this.ops.markDelivered(recipient, sender, clipId, at),
     );
   }
 
   expireUndelivered(before: number): Promise<number> {
-    // Every clip still stored has at least one pending delivery: fully receipted clips are deleted.
     return this.validated(
       () => checkTime(before, 'before'),
-      () => {
-        this.s.expireAccepted.run(before);
-        return this.s.expire.run(before).changes;
-      },
+      () => this.ops.expireUndelivered(before),
     );
   }
 
@@ -556,9 +597,7 @@ export class SqliteStore implements GatewayStore {
   async backup(path: string): Promise<void> {
     if (this.closed) throw new StoreError('STORE_CLOSED', 'store is closed');
     this.flush();
-    closeSync(openSync(path, 'wx', 0o600)); // refuses to overwrite; SQLite fills the empty file
-    await this.db.backup(path);
-    chmodSync(path, 0o600);
+    await backupTo(this.db, path);
   }
 
   async close(): Promise<void> {
@@ -568,6 +607,49 @@ export class SqliteStore implements GatewayStore {
     this.db.close();
   }
 }
+
+// ---- helpers shared with the worker-thread store (sqlite-worker.ts) ---------------------------------
+
+export function readEndpoint(
+  s: ReturnType<typeof prepareStatements>,
+  id: EndpointId,
+): EndpointRecord | undefined {
+  const row = s.getEndpoint.get(id);
+  return row ? toRecord(row) : undefined;
+}
+
+export function readFamilies(s: ReturnType<typeof prepareStatements>): { id: FamilyId; members: number }[] {
+  return s.families.all().map((r) => ({ id: r.id as FamilyId, members: r.members }));
+}
+
+export function readPending(
+  s: ReturnType<typeof prepareStatements>,
+  recipient: EndpointId,
+  limit: number,
+): PendingDelivery[] {
+  return s.pending.all(recipient, limit).map((r) => ({
+    recipient,
+    sender: r.sender as EndpointId,
+    clipId: r.clip_id,
+    receivedAt: r.received_at,
+    envelope: view(r.envelope),
+  }));
+}
+
+export function checkDelivered(recipient: EndpointId, sender: EndpointId, clipId: string, at: number): void {
+  checkEndpointId(recipient, 'recipient');
+  checkEndpointId(sender, 'sender');
+  checkClipId(clipId);
+  checkTime(at, 'at');
+}
+
+export async function backupTo(db: Database.Database, path: string): Promise<void> {
+  closeSync(openSync(path, 'wx', 0o600)); // refuses to overwrite; SQLite fills the empty file
+  await db.backup(path);
+  chmodSync(path, 0o600);
+}
+
+export { MIGRATIONS, toRecord };
 
 /** Opens DIR/gateway.db (DIR created with mode 0700, the file with 0600). */
 export function openSqliteStore(dir: string, opts: SqliteStoreOptions = {}): SqliteStore {

@@ -19,10 +19,21 @@ import type { LoadtestOptions } from '../loadtest/types.ts';
 
 const argv = new Set(process.argv.slice(2));
 const QUICK = argv.has('--quick');
+/** `--only throughput` / `--only gateway` / `--only storm`: run a subset (for A/B work on one part). */
+const argValue = (name: string): string | null => {
+  const a = process.argv.slice(2);
+  const i = a.indexOf(name);
+  return i >= 0 ? (a[i + 1] ?? null) : null;
+};
+const ONLY = argValue('--only');
+const want = (part: 'gateway' | 'plain' | 'storm'): boolean =>
+  ONLY === null || ONLY === part || (ONLY === 'throughput' && part !== 'storm');
 const STORM_TOYS = QUICK ? 1000 : 10_000;
 const THROUGHPUT_TOYS = QUICK ? 100 : 400;
-const OFFERED = QUICK ? 1000 : 4000;
+/** `--rate N`: offer N clips/s in the throughput phase instead of more than either side can take. */
+const OFFERED = Number(argValue('--rate') ?? (QUICK ? 1000 : 4000));
 const PHASE_MS = QUICK ? 4000 : 8000;
+const SETTLE_MS = QUICK ? 2000 : 4000;
 const OUT_DIR = join(process.cwd(), 'bench-results');
 
 function opts(toys: number, extra: Partial<LoadtestOptions> = {}): LoadtestOptions {
@@ -155,6 +166,12 @@ async function throughputOn(
     await session.drain(10_000);
     for (const ph of phases) {
       const r = ph.rate === 'half' ? Math.max(1, (out[0]?.clipsPerSec ?? rate) / 2) : ph.rate;
+      if (out.length > 0) {
+        // After an overload phase the parents still hold thousands of queued receipts (the drain
+        // waits for PUBACKs and deliveries, not receipts): settle at the new rate first, so the
+        // measured phase is the steady state at that rate rather than the tail of the previous one.
+        await session.run(r, 0, SETTLE_MS, `${target.info.kind} settle`);
+      }
       session.resetPhase();
       const cpu0 = target.sample();
       const t0 = performance.now();
@@ -186,6 +203,15 @@ async function throughputOn(
       log(
         `${target.info.kind}: offered ${Math.round(r)}/s → ${out[out.length - 1]?.clipsPerSec} clips/s, e2e p99 ${e2e.p99} ms`,
       );
+      if (ONLY !== null) {
+        for (const p of session.timeline.filter(
+          (x) => x.phase === `${target.info.kind} ${Math.round(r)}/s`,
+        )) {
+          log(
+            `  t=${p.t.toFixed(0)} ${p.phase} acked ${p.clipsAcked} e2e p50/p99 ${p.e2eP50Ms}/${p.e2eP99Ms} puback p99 ${p.pubackP99Ms} gw cpu ${p.gatewayCpuPercent}% gen cpu ${p.generatorCpuPercent}% gen lag p99 ${p.generatorLagP99Ms} host ${p.hostCpuPercent}%`,
+          );
+        }
+      }
     }
     const counters = await target.counters();
     if (counters) {
@@ -289,10 +315,12 @@ async function main(): Promise<void> {
   const profDir = join(OUT_DIR, 'gateway-cpuprofile');
   rmSync(profDir, { recursive: true, force: true });
   mkdirSync(profDir, { recursive: true });
-  const gw = await withTarget(
-    () => startForkedGateway('gateway', { cpuProfDir: profDir }),
-    (t) => throughputOn(t, OFFERED, [{ rate: OFFERED }, { rate: 'half' }]),
-  );
+  const gw = want('gateway')
+    ? await withTarget(
+        () => startForkedGateway('gateway', { cpuProfDir: profDir }),
+        (t) => throughputOn(t, OFFERED, [{ rate: OFFERED }, { rate: 'half' }]),
+      )
+    : [];
   const profFile = readdirSync(profDir)
     .filter((f) => f.endsWith('.cpuprofile'))
     .map((f) => join(profDir, f))
@@ -303,19 +331,28 @@ async function main(): Promise<void> {
       top: topFunctions(JSON.parse(readFileSync(profFile, 'utf8'))),
     });
   }
-  const mosqBin = findMosquitto();
+  const mosqBin = want('plain') ? findMosquitto() : null;
   const mosq = mosqBin
     ? await withTarget(
         () => startMosquitto(mosqBin),
         (t) => throughputOn(t, OFFERED, [{ rate: OFFERED }]),
       )
     : [];
-  const aedesRelay = await withTarget(
-    () => startForkedGateway('aedes'),
-    (t) => throughputOn(t, OFFERED, [{ rate: OFFERED }]),
-  );
+  const aedesRelay = want('plain')
+    ? await withTarget(
+        () => startForkedGateway('aedes'),
+        (t) => throughputOn(t, OFFERED, [{ rate: OFFERED }]),
+      )
+    : [];
+  if (!want('storm')) {
+    log(
+      `--only ${ONLY}: ${JSON.stringify({ gateway: gw, mosquitto: mosq[0] ?? null, aedes: aedesRelay[0] ?? null, storeLatencies, profile: profiles[0]?.top.slice(0, 10) }, null, 1)}`,
+    );
+    return;
+  }
   log(`reconnect storm with ${STORM_TOYS} toys`);
-  const gwStorm = await withTarget(() => startForkedGateway('gateway'), stormOn);
+  const stormProf = ONLY === 'storm' ? { cpuProfDir: join(OUT_DIR, 'gateway-storm-cpuprofile') } : {};
+  const gwStorm = await withTarget(() => startForkedGateway('gateway', stormProf), stormOn);
   const aedesStorm = await withTarget(() => startForkedGateway('aedes'), stormOn);
 
   const gMax = gw[0];
@@ -379,11 +416,12 @@ async function main(): Promise<void> {
     profile: profiles,
   };
   mkdirSync(OUT_DIR, { recursive: true });
-  writeFileSync(join(OUT_DIR, 'gateway.json'), `${JSON.stringify(result, null, 2)}\n`);
+  const outFile = join(OUT_DIR, ONLY === null ? 'gateway.json' : `gateway-only-${ONLY}.json`);
+  writeFileSync(outFile, `${JSON.stringify(result, null, 2)}\n`);
   process.stdout.write(
     `${JSON.stringify({ throughput: result.throughput.ratioVsMosquitto, p99AtHalf: gHalf?.e2eP99Ms, connectsRatio: result.connects.ratioStormConnectsPerSec, stormMs: gwStorm.stormAllBackMs, rssPerToy: gwStorm.rssPerToyBytes }, null, 2)}\n`,
   );
-  log(`wrote ${join(OUT_DIR, 'gateway.json')}`);
+  log(`wrote ${outFile}`);
 }
 
 await main();

@@ -43,3 +43,14 @@ send({
     gatewaySignPublicKey: gw.info.gatewaySignPublicKey ? Array.from(gw.info.gatewaySignPublicKey) : null,
   },
 });
+if (process.env.PLK_STORE_TRACE === '1') {
+  const { monitorEventLoopDelay } = await import('node:perf_hooks');
+  const h = monitorEventLoopDelay({ resolution: 10 });
+  h.enable();
+  setInterval(() => {
+    process.stderr.write(
+      `[loop ${process.argv[2] ?? 'gateway'}] delay p99 ${(h.percentile(99) / 1e6).toFixed(1)} ms max ${(h.max / 1e6).toFixed(1)} ms\n`,
+    );
+    h.reset();
+  }, 1000).unref();
+}

@@ -13,6 +13,7 @@ import { createGateway, type Gateway } from '../../gateway/gateway.ts';
 import type { FamilyId, GatewayStore, NewEndpoint } from '../../gateway/interfaces.ts';
 import { MemoryRateLimiter } from '../../gateway/limits.ts';
 import { openSqliteStore, type SqliteStore } from '../../gateway/store/sqlite.ts';
+import { openWorkerSqliteStore, type WorkerSqliteStore } from '../../gateway/store/sqlite-worker.ts';
 import { toBase32 } from '../../shared/bytes.ts';
 import { generateIdentity, type PublicIdentity, parseIdentityJson } from '../../shared/identity.ts';
 import type { TargetInfo } from './types.ts';
@@ -102,7 +103,7 @@ function ownSample(): ResourceSample | null {
 
 export interface EmbeddedGateway extends Target {
   readonly gateway: Gateway;
-  readonly store: SqliteStore;
+  readonly store: SqliteStore | WorkerSqliteStore;
   readonly dataDir: string;
 }
 
@@ -113,7 +114,10 @@ export interface EmbeddedGateway extends Target {
  */
 export async function startEmbeddedGateway(): Promise<EmbeddedGateway> {
   const dataDir = mkdtempSync(join(tmpdir(), 'plushlink-loadtest-'));
-  const store = openSqliteStore(dataDir);
+  // The production gateway's store (SqliteStore, group commit on the event loop); PLK_LOADTEST_STORE=worker
+  // selects WorkerSqliteStore (writer thread) for A/B runs — see docs/LOADTEST.md.
+  const store =
+    process.env.PLK_LOADTEST_STORE === 'worker' ? openWorkerSqliteStore(dataDir) : openSqliteStore(dataDir);
   const identity = generateIdentity('gateway');
   const audit: SqliteAuditLog = openSqliteAuditLog(dataDir, gatewayAuditKeys(identity));
   const big = (perSecond: number) =>
@@ -282,14 +286,18 @@ export async function externalGateway(opts: {
   };
 }
 
-/** Bare Aedes on 127.0.0.1:0, no authentication, default everything: the plain-relay reference. */
+/**
+ * Bare Aedes on 127.0.0.1:0, no authentication, default everything: the plain-relay reference. Its
+ * listen backlog is the gateway's default (4096), not Node's 511, so that a storm compares the
+ * brokers and not their accept queues.
+ */
 export async function startPlainAedes(): Promise<Target> {
   const broker = await Aedes.createBroker({});
   const server: Server = createServer((socket) => {
     socket.setNoDelay(true);
     broker.handle(socket);
   });
-  await new Promise<void>((res) => server.listen(0, '127.0.0.1', res));
+  await new Promise<void>((res) => server.listen({ port: 0, host: '127.0.0.1', backlog: 4096 }, res));
   const port = (server.address() as AddressInfo).port;
   return {
     info: {

@@ -1,8 +1,8 @@
 // Socket-level defences: packet size guard (unit and with a real oversized PUBLISH), connect timeout, per-address connect rate, full nonce cache [PLK-9] [PLK-12.1].
-import { type Socket, connect as tcpConnect } from 'node:net';
+import { type AddressInfo, createServer, type Socket, connect as tcpConnect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BoundedNonceStore } from '../../gateway/auth.ts';
-import { MqttHeaderScanner } from '../../gateway/packet-limit.ts';
+import { limitPackets, MqttHeaderScanner } from '../../gateway/packet-limit.ts';
 import { createConnectToken } from '../../shared/token.ts';
 import { clipTopic } from '../../shared/topics.ts';
 import { CountingLimiter, closed, type Harness, rawConnect, startHarness } from './helpers/harness.ts';
@@ -74,6 +74,35 @@ describe('MqttHeaderScanner', () => {
     ).toBe('malformed');
     expect(new MqttHeaderScanner(1000, 100).feed(Buffer.from([0x30, 0]))).toBe('not-connect');
     expect(new MqttHeaderScanner(1000, 100).feed(Buffer.from([0x10, ...varint(101)]))).toBe('oversize');
+  });
+});
+
+describe('limitPackets write path', () => {
+  it('sends the chunks of a corked packet as one socket write, in order', async () => {
+    const received: Buffer[] = [];
+    const server = createServer((s) => s.on('data', (d: Buffer) => received.push(d)));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const sock = tcpConnect((server.address() as AddressInfo).port, '127.0.0.1');
+    await new Promise<void>((r) => sock.once('connect', r));
+    sock.setNoDelay(true);
+    const writes: number[] = [];
+    const orig = sock._writev?.bind(sock);
+    sock._writev = (chunks, cb) => {
+      writes.push(chunks.length);
+      orig?.(chunks, cb);
+    };
+    const conn = limitPackets(sock, { maxPacketBytes: 1024 });
+    conn.cork();
+    for (const part of ['ab', 'cd', 'ef', 'gh']) conn.write(Buffer.from(part));
+    await new Promise<void>((r) => {
+      conn.write(Buffer.from('ij'), () => r());
+      conn.uncork();
+    });
+    await new Promise((r) => setTimeout(r, 50));
+    expect(writes).toEqual([5]);
+    expect(Buffer.concat(received).toString()).toBe('abcdefghij');
+    sock.destroy();
+    await new Promise<void>((r) => server.close(() => r()));
   });
 });
 

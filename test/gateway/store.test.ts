@@ -7,6 +7,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import type { FamilyId } from '../../gateway/interfaces.ts';
 import { MemoryStore } from '../../gateway/store/memory.ts';
 import { openSqliteStore, type SqliteStore } from '../../gateway/store/sqlite.ts';
+import { openWorkerSqliteStore } from '../../gateway/store/sqlite-worker.ts';
 import { toHex, utf8 } from '../../shared/bytes.ts';
 import { decodeClip, openClip, sealClip } from '../../shared/envelope.ts';
 import { generateIdentity, type PrivateIdentity } from '../../shared/identity.ts';
@@ -25,6 +26,7 @@ afterAll(() => {
 });
 
 runStoreContract('SqliteStore', async () => openSqliteStore(tempDir()));
+runStoreContract('WorkerSqliteStore', async () => openWorkerSqliteStore(tempDir()));
 runStoreContract('MemoryStore', async () => new MemoryStore());
 
 /** A synthetic Ogg Opus-like payload: real container magic strings and a recognisable 16-bit sine. */
@@ -229,5 +231,49 @@ describe('SqliteStore specifics', () => {
       for (const w of windows(env)) expect(afterErase.indexOf(w)).toBeGreaterThan(-1);
     await store.close();
     check(dbBytes(dir));
+  });
+});
+
+describe('WorkerSqliteStore specifics', () => {
+  it('commits every write made before close(), with the SqliteStore pragmas, readable by a later SqliteStore', async () => {
+    const dir = tempDir();
+    const store = openWorkerSqliteStore(dir);
+    expect(store.db.pragma('query_only', { simple: true })).toBe(1);
+    const fam = newFamilyId();
+    await store.createFamily(fam, 1);
+    const toy = newEndpoint('toy');
+    const mum = newEndpoint('parent');
+    await store.addEndpoints([toy, mum]);
+    for (const e of [toy, mum]) await store.addFamilyMember(fam, e.id);
+    // Not awaited: close() must still commit them (and resolve them) before it returns.
+    const writes = Array.from({ length: 200 }, (_, i) => {
+      // A view into a larger buffer: only its own bytes may be stored.
+      const big = new Uint8Array(4096).fill(0xee);
+      const envelope = big.subarray(100, 400).fill(i & 0xff);
+      return store.acceptClip({ ...newClip(toy.id, i + 1), envelope }, [mum.id]);
+    });
+    await store.close();
+    expect((await Promise.all(writes)).every((r) => r.ok)).toBe(true);
+    await expect(store.getEndpoint(toy.id)).rejects.toThrow(/closed/);
+    const again = openSqliteStore(dir);
+    expect(again.db.pragma('synchronous', { simple: true })).toBe(2);
+    expect(await again.lastSequence(toy.id)).toBe(200);
+    const pending = await again.pendingFor(mum.id, 500);
+    expect(pending).toHaveLength(200);
+    expect(pending[7]!.envelope).toEqual(new Uint8Array(300).fill(7));
+    await again.close();
+  });
+
+  it('reports refused writes with the same StoreError codes, in call order', async () => {
+    const store = openWorkerSqliteStore(tempDir());
+    const toy = newEndpoint('toy');
+    const results = await Promise.allSettled([store.addEndpoint(toy), store.addEndpoint(toy)]);
+    expect(results[0]!.status).toBe('fulfilled');
+    expect(results[1]!.status).toBe('rejected');
+    expect((results[1] as PromiseRejectedResult).reason).toMatchObject({
+      name: 'StoreError',
+      code: 'STORE_ENDPOINT_EXISTS',
+    });
+    await store.close();
   });
 });
