@@ -6,7 +6,7 @@ import { fleetMembers, generateFleet, registerFleet } from '../device/fleet.ts';
 import { ParentApp } from '../device/parent.ts';
 import { Toy } from '../device/toy.ts';
 import { WifiConnector } from '../device/transport/wifi.ts';
-import { startEmbeddedGateway } from '../scripts/commands/demo.ts';
+import { startEmbeddedGateway } from '../gateway/embedded.ts';
 import { publicPart } from '../shared/identity.ts';
 
 const dataDir = await mkdtemp(join(tmpdir(), 'plushlink-one-clip-'));

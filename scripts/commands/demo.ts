@@ -1,5 +1,4 @@
 // `plushlink demo` (npm start): an embedded gateway in ./data, a small family fleet exchanging real voice clips, a readable live log.
-import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join, relative, resolve } from 'node:path';
 import type { Command } from 'commander';
@@ -13,115 +12,13 @@ import {
   registerFleet,
   writeFleetKeys,
 } from '../../device/fleet.ts';
-import { readIdentity } from '../../device/keystore.ts';
 import { NameBook } from '../../device/names.ts';
 import type { Endpoint } from '../../device/toy.ts';
 import { WifiConnector } from '../../device/transport/wifi.ts';
-import { openAdmin } from '../../gateway/admin.ts';
-import type { SqliteAuditLog } from '../../gateway/audit.ts';
-import { createGateway, type Gateway } from '../../gateway/gateway.ts';
-import { MemoryNonceStore, MemoryRateLimiter } from '../../gateway/limits.ts';
-import type { SqliteStore } from '../../gateway/store/sqlite.ts';
+import { LOOPBACK_FLEET_RATE_LIMITS, startEmbeddedGateway } from '../../gateway/embedded.ts';
 import { toHex } from '../../shared/bytes.ts';
-import { type PublicIdentity, publicPart } from '../../shared/identity.ts';
 import { systemRandom } from '../../shared/random.ts';
 import { action, durationOption, printJson } from '../cli-util.ts';
-import { GATEWAY_KEY_DIR, loadOrCreateGatewayIdentity } from './gateway.ts';
-
-// ---------------------------------------------------------------------------------------------
-// Embedded gateway (also used by examples/ and the end-to-end tests)
-
-/**
- * Layout of a gateway data directory, the same as `plushlink provision|family|endpoints --data DIR`
- * (gateway/admin.ts) and `plushlink gateway --data DIR` use, all 0700 / 0600:
- *   DIR/gateway.db (+ -wal, -shm)          SQLite store: registry, ciphertext clips, sequences
- *   DIR/audit.db, DIR/audit.anchor         hash-chained audit log
- *   DIR/gateway/endpoint.key               the gateway's private key (identity.json beside it is public)
- * `plushlink fleet --gateway-data DIR` opens the same store beside the running gateway (SQLite WAL
- * with a busy timeout lets a second process write) to register its endpoints.
- */
-export function gatewayDataPaths(dataDir: string): { keyDir: string; identityFile: string } {
-  return {
-    keyDir: join(dataDir, GATEWAY_KEY_DIR),
-    identityFile: join(dataDir, GATEWAY_KEY_DIR, 'identity.json'),
-  };
-}
-
-export interface EmbeddedGateway {
-  readonly gateway: Gateway;
-  readonly store: SqliteStore;
-  readonly audit: SqliteAuditLog;
-  readonly identity: PublicIdentity;
-  readonly url: string;
-  readonly dataDir: string;
-  /** False when an existing data directory was reused. */
-  readonly created: boolean;
-  close(): Promise<void>;
-}
-
-export interface EmbeddedGatewayOptions {
-  readonly dataDir: string;
-  readonly host?: string;
-  /** 0 (default) picks a free port. */
-  readonly port?: number;
-  /** Serve MQTT over TLS with this certificate and key (PEM); endpoints pin the certificate. */
-  readonly tls?: { readonly cert: string | Buffer; readonly key: string | Buffer };
-}
-
-/** Opens (or creates) a gateway data directory and starts a gateway on it. */
-export async function startEmbeddedGateway(opts: EmbeddedGatewayOptions): Promise<EmbeddedGateway> {
-  const dataDir = resolve(opts.dataDir);
-  await mkdir(dataDir, { recursive: true, mode: 0o700 });
-  const created = !existsSync(join(dataDir, 'gateway.db'));
-  const { identity, dir: keyDir } = await loadOrCreateGatewayIdentity(dataDir);
-  const { store, audit } = await openAdmin(dataDir, { create: true, gatewayKey: keyDir });
-  const host = opts.host ?? '127.0.0.1';
-  const gateway = createGateway({
-    identity,
-    store,
-    audit,
-    nonces: new MemoryNonceStore(),
-    limiters: {
-      // Generous: every simulated endpoint connects from 127.0.0.1.
-      connect: new MemoryRateLimiter({ capacity: 20_000, refillPerSecond: 5_000 }),
-      clips: new MemoryRateLimiter({ capacity: 60, refillPerSecond: 2 }),
-      bytes: new MemoryRateLimiter({ capacity: 16 * 1024 * 1024, refillPerSecond: 512 * 1024 }),
-    },
-    host,
-    port: opts.port ?? 0,
-    ...(opts.tls ? { tls: opts.tls } : {}),
-  });
-  let addr: { port: number };
-  try {
-    addr = await gateway.listen();
-  } catch (err) {
-    await audit.close();
-    await store.close();
-    throw err;
-  }
-  let closed = false;
-  return {
-    gateway,
-    store,
-    audit,
-    identity: publicPart(identity),
-    url: `${opts.tls ? 'mqtts' : 'mqtt'}://${host}:${addr.port}`,
-    dataDir,
-    created,
-    async close() {
-      if (closed) return;
-      closed = true;
-      await gateway.close();
-      await audit.close();
-      await store.close();
-    },
-  };
-}
-
-/** Reads a gateway's public identity from its data directory. */
-export function readGatewayIdentity(dataDir: string): Promise<PublicIdentity> {
-  return readIdentity(gatewayDataPaths(dataDir).identityFile);
-}
 
 // ---------------------------------------------------------------------------------------------
 // Live log
@@ -204,7 +101,7 @@ export async function runDemo(
 ): Promise<FleetStats> {
   const dataDir = resolve(opts.data);
   const outDir = resolve(opts.out);
-  const eg = await startEmbeddedGateway({ dataDir });
+  const eg = await startEmbeddedGateway({ dataDir, limits: LOOPBACK_FLEET_RATE_LIMITS });
   const abort = new AbortController();
   const onSigint = (): void => {
     write('stopping (Ctrl-C)…');

@@ -18,9 +18,10 @@ import {
 import { readIdentity } from '../../device/keystore.ts';
 import { WifiConnector } from '../../device/transport/wifi.ts';
 import { openAdmin } from '../../gateway/admin.ts';
+import { gatewayDataPaths } from '../../gateway/embedded.ts';
 import type { PublicIdentity } from '../../shared/identity.ts';
 import { action, CliError, durationOption, intOption, printJson } from '../cli-util.ts';
-import { formatSummary, gatewayDataPaths } from './demo.ts';
+import { formatSummary } from './demo.ts';
 
 interface FleetCliOptions {
   gateway?: string;

@@ -1,21 +1,13 @@
 // `plushlink gateway`: runs the authenticated MQTT gateway on a data directory, with metrics and clean shutdown [PLK-12].
-import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { pino } from 'pino';
-import { readPrivateKey, writeKeyDir } from '../../device/keystore.ts';
-import { openAdmin } from '../../gateway/admin.ts';
-import { BoundedNonceStore } from '../../gateway/auth.ts';
-import { createGateway, DAY_MS } from '../../gateway/gateway.ts';
-import { MemoryRateLimiter } from '../../gateway/limits.ts';
+import { DEFAULT_RATE_LIMITS, startEmbeddedGateway } from '../../gateway/embedded.ts';
+import { DAY_MS } from '../../gateway/gateway.ts';
 import { createGatewayMetrics, serveMetrics } from '../../gateway/metrics.ts';
-import { generateIdentity, type PrivateIdentity } from '../../shared/identity.ts';
 import { LIMITS } from '../../shared/limits.ts';
 import { action, CliError, durationOption, intOption, numberOption } from '../cli-util.ts';
-
-/** Subdirectory of the data directory holding the gateway's key (endpoint.key 0600, identity.json). */
-export const GATEWAY_KEY_DIR = 'gateway';
 
 interface GatewayCliOptions {
   host: string;
@@ -37,88 +29,61 @@ interface GatewayCliOptions {
   logLevel: string;
 }
 
-/** Loads DATA/gateway/endpoint.key, or creates the gateway identity there on first start. */
-export async function loadOrCreateGatewayIdentity(
-  dataDir: string,
-): Promise<{ identity: PrivateIdentity; created: boolean; dir: string }> {
-  const dir = join(dataDir, GATEWAY_KEY_DIR);
-  if (existsSync(join(dir, 'endpoint.key'))) {
-    const identity = await readPrivateKey(dir);
-    if (identity.role !== 'gateway')
-      throw new CliError(`${dir}/endpoint.key is a ${identity.role} key, not a gateway key`);
-    return { identity, created: false, dir };
-  }
-  const identity = generateIdentity('gateway');
-  await writeKeyDir(dir, identity);
-  return { identity, created: true, dir };
-}
-
 async function runGateway(opts: GatewayCliOptions): Promise<void> {
   if ((opts.tlsCert === undefined) !== (opts.tlsKey === undefined)) {
     throw new CliError('--tls-cert and --tls-key go together', 2);
   }
   const logger = pino({ level: opts.logLevel, base: { svc: 'plushlink-gateway' } }, pino.destination(2));
-  const { identity, created, dir: keyDir } = await loadOrCreateGatewayIdentity(opts.data);
   const tls =
     opts.tlsCert && opts.tlsKey
       ? { cert: await readFile(opts.tlsCert), key: await readFile(opts.tlsKey) }
       : undefined;
-  const admin = await openAdmin(opts.data, { create: true, gatewayKey: keyDir });
   const metrics = createGatewayMetrics();
-  const gw = createGateway({
-    identity,
-    store: admin.store,
-    audit: admin.audit,
-    nonces: new BoundedNonceStore(200_000),
-    limiters: {
-      connect: new MemoryRateLimiter({
-        capacity: Math.max(1, opts.connectRate * 2),
-        refillPerSecond: opts.connectRate,
-      }),
-      clips: new MemoryRateLimiter({ capacity: opts.clipBurst, refillPerSecond: opts.clipRate }),
-      bytes: new MemoryRateLimiter({
-        capacity: Math.max(opts.byteRate, LIMITS.maxEnvelopeBytes) * 2,
-        refillPerSecond: opts.byteRate,
-      }),
-      // A parent coming back online receipts its whole backlog at once: generous burst.
-      receipts: new MemoryRateLimiter({ capacity: 2000, refillPerSecond: 100 }),
-    },
-    logger,
-    metrics,
+  const eg = await startEmbeddedGateway({
+    dataDir: opts.data,
     host: opts.host,
     port: opts.port,
     ...(tls ? { tls } : {}),
-    tokenWindowMs: opts.tokenWindow,
-    connectTimeoutMs: opts.connectTimeout,
-    maxPacketBytes: opts.maxPacket,
-    undeliveredMaxAgeMs: opts.retentionUndelivered,
-    retentionIntervalMs: opts.retentionInterval,
+    limits: {
+      ...DEFAULT_RATE_LIMITS,
+      connectPerSecond: opts.connectRate,
+      clipsPerSecond: opts.clipRate,
+      clipBurst: opts.clipBurst,
+      bytesPerSecond: opts.byteRate,
+    },
+    gateway: {
+      logger,
+      metrics,
+      tokenWindowMs: opts.tokenWindow,
+      connectTimeoutMs: opts.connectTimeout,
+      maxPacketBytes: opts.maxPacket,
+      undeliveredMaxAgeMs: opts.retentionUndelivered,
+      retentionIntervalMs: opts.retentionInterval,
+    },
   });
   let metricsServer: Awaited<ReturnType<typeof serveMetrics>> | undefined;
   try {
-    const addr = await gw.listen();
     if (opts.metricsPort !== undefined) {
       metricsServer = await serveMetrics(metrics.registry, {
         port: opts.metricsPort,
         host: opts.metricsHost,
       });
     }
-    const scheme = tls ? 'mqtts' : 'mqtt';
+    const addr = eg.gateway.address();
     const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
     const extra = metricsServer
       ? ` metrics=http://${opts.metricsHost}:${metricsServer.address.port}/metrics`
       : '';
     // The one line on stdout (scripts and tests read the port from it); logs go to stderr as JSON.
     process.stdout.write(
-      `plushlink gateway listening on ${scheme}://${host}:${addr.port} port=${addr.port} gateway=${identity.id}` +
-        ` identity=${join(keyDir, 'identity.json')}${created ? ' (new)' : ''}${extra}\n`,
+      `plushlink gateway listening on ${tls ? 'mqtts' : 'mqtt'}://${host}:${addr.port} port=${addr.port} gateway=${eg.identity.id}` +
+        ` identity=${join(eg.keyDir, 'identity.json')}${eg.created ? ' (new)' : ''}${extra}\n`,
     );
   } catch (err) {
-    await gw.close();
-    await admin.close();
+    await eg.close();
     throw err;
   }
-  await admin.audit.append({ at: Date.now(), kind: 'gateway.started', detail: { tls: !!tls } });
+  await eg.audit.append({ at: Date.now(), kind: 'gateway.started', detail: { tls: !!tls } });
 
   await new Promise<void>((resolve) => {
     let stopping = false;
@@ -131,10 +96,9 @@ async function runGateway(opts: GatewayCliOptions): Promise<void> {
     process.once('SIGINT', () => stop('SIGINT'));
     process.once('SIGTERM', () => stop('SIGTERM'));
   });
-  await gw.close();
   await metricsServer?.close();
-  await admin.audit.append({ at: Date.now(), kind: 'gateway.stopped' });
-  await admin.close();
+  await eg.audit.append({ at: Date.now(), kind: 'gateway.stopped' });
+  await eg.close();
   logger.flush();
   process.exit(0);
 }
@@ -188,20 +152,25 @@ export function registerGatewayCommands(program: Command): void {
       '--connect-rate <n>',
       'connections per second per source address',
       numberOption('--connect-rate', 0.01, 1e6),
-      50,
+      DEFAULT_RATE_LIMITS.connectPerSecond,
     )
     .option(
       '--clip-rate <n>',
       'clips per second per endpoint (sustained)',
       numberOption('--clip-rate', 0.001, 1e6),
-      5,
+      DEFAULT_RATE_LIMITS.clipsPerSecond,
     )
-    .option('--clip-burst <n>', 'clips per endpoint in a burst', numberOption('--clip-burst', 1, 1e7), 100)
+    .option(
+      '--clip-burst <n>',
+      'clips per endpoint in a burst',
+      numberOption('--clip-burst', 1, 1e7),
+      DEFAULT_RATE_LIMITS.clipBurst,
+    )
     .option(
       '--byte-rate <n>',
       'envelope bytes per second per endpoint',
       numberOption('--byte-rate', 1024, 1e10),
-      1_000_000,
+      DEFAULT_RATE_LIMITS.bytesPerSecond,
     )
     .option('--log-level <level>', 'pino log level (fatal, error, warn, info, debug, silent)', 'info')
     .action(action(async (opts: GatewayCliOptions) => runGateway(opts)));

@@ -7,15 +7,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Aedes } from 'aedes';
 import type { Registry } from 'prom-client';
-import { gatewayAuditKeys, openSqliteAuditLog, type SqliteAuditLog } from '../../gateway/audit.ts';
-import { BoundedNonceStore } from '../../gateway/auth.ts';
-import { createGateway, type Gateway } from '../../gateway/gateway.ts';
+import {
+  startEmbeddedGateway as startGatewayOnDataDir,
+  UNLIMITED_RATE_LIMITS,
+} from '../../gateway/embedded.ts';
+import type { Gateway } from '../../gateway/gateway.ts';
 import type { FamilyId, GatewayStore, NewEndpoint } from '../../gateway/interfaces.ts';
-import { MemoryRateLimiter } from '../../gateway/limits.ts';
 import { openSqliteStore, type SqliteStore } from '../../gateway/store/sqlite.ts';
-import { openWorkerSqliteStore, type WorkerSqliteStore } from '../../gateway/store/sqlite-worker.ts';
+import type { WorkerSqliteStore } from '../../gateway/store/sqlite-worker.ts';
 import { toBase32 } from '../../shared/bytes.ts';
-import { generateIdentity, type PublicIdentity, parseIdentityJson } from '../../shared/identity.ts';
+import { type PublicIdentity, parseIdentityJson } from '../../shared/identity.ts';
 import type { TargetInfo } from './types.ts';
 
 /** CPU time (ms, cumulative) and memory (bytes) of the process under test, when we can see it. */
@@ -114,31 +115,18 @@ export interface EmbeddedGateway extends Target {
  */
 export async function startEmbeddedGateway(): Promise<EmbeddedGateway> {
   const dataDir = mkdtempSync(join(tmpdir(), 'plushlink-loadtest-'));
-  // The production gateway's store (SqliteStore, group commit on the event loop); PLK_LOADTEST_STORE=worker
+  // The production store (SqliteStore, group commit on the event loop); PLK_LOADTEST_STORE=worker
   // selects WorkerSqliteStore (writer thread) for A/B runs — see docs/LOADTEST.md.
-  const store =
-    process.env.PLK_LOADTEST_STORE === 'worker' ? openWorkerSqliteStore(dataDir) : openSqliteStore(dataDir);
-  const identity = generateIdentity('gateway');
-  const audit: SqliteAuditLog = openSqliteAuditLog(dataDir, gatewayAuditKeys(identity));
-  const big = (perSecond: number) =>
-    new MemoryRateLimiter({ capacity: perSecond, refillPerSecond: perSecond, maxKeys: 200_000 });
-  const gateway = createGateway({
-    identity,
-    store,
-    audit,
-    nonces: new BoundedNonceStore(1_000_000),
-    limiters: {
-      connect: big(1_000_000),
-      clips: big(10_000),
-      bytes: big(1e9),
-      receipts: big(10_000),
-    },
-    host: '127.0.0.1',
-    port: 0,
-    retentionIntervalMs: 0,
-    connectTimeoutMs: 30_000,
+  const eg = await startGatewayOnDataDir({
+    dataDir,
+    limits: UNLIMITED_RATE_LIMITS,
+    nonceCapacity: 1_000_000,
+    storeKind: process.env.PLK_LOADTEST_STORE === 'worker' ? 'worker' : 'sqlite',
+    gateway: { retentionIntervalMs: 0, connectTimeoutMs: 30_000 },
   });
-  const addr = await gateway.listen();
+  const { gateway, store } = eg;
+  const identity = eg.identity;
+  const addr = { port: eg.port };
   return {
     info: {
       kind: 'embedded',
@@ -156,9 +144,7 @@ export async function startEmbeddedGateway(): Promise<EmbeddedGateway> {
       return flatten(await gateway.metrics.registry.getMetricsAsJSON());
     },
     async close() {
-      await gateway.close();
-      await audit.close();
-      await store.close();
+      await eg.close();
       rmSync(dataDir, { recursive: true, force: true });
     },
   };

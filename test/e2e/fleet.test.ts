@@ -12,7 +12,7 @@ import {
   writeFleetKeys,
 } from '../../device/fleet.ts';
 import { WifiConnector } from '../../device/transport/wifi.ts';
-import { type EmbeddedGateway, startEmbeddedGateway } from '../../scripts/commands/demo.ts';
+import { type EmbeddedGateway, startEmbeddedGateway } from '../../gateway/embedded.ts';
 import type { EndpointId } from '../../shared/types.ts';
 
 let dir: string;

@@ -9,7 +9,7 @@ import { fleetMembers, generateFleet, registerFleet } from '../../device/fleet.t
 import { ParentApp } from '../../device/parent.ts';
 import { type EndpointEvents, Toy } from '../../device/toy.ts';
 import { WifiConnector } from '../../device/transport/wifi.ts';
-import { type EmbeddedGateway, startEmbeddedGateway } from '../../scripts/commands/demo.ts';
+import { type EmbeddedGateway, startEmbeddedGateway } from '../../gateway/embedded.ts';
 import { publicPart } from '../../shared/identity.ts';
 
 const hasOpenssl = ['/usr/bin/openssl', '/usr/local/bin/openssl'].some((p) => existsSync(p));
