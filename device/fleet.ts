@@ -232,14 +232,6 @@ export interface RegisterResult {
   readonly ms: number;
 }
 
-interface BatchStore {
-  addEndpoints(recs: readonly NewEndpoint[]): Promise<void>;
-}
-
-function hasBatch(store: GatewayStore): store is GatewayStore & BatchStore {
-  return typeof (store as Partial<BatchStore>).addEndpoints === 'function';
-}
-
 /**
  * Registers public keys and families directly in a GatewayStore (the gateway's SQLite file can be
  * opened beside a running gateway: WAL mode, busy timeout). New endpoints go in one transaction
@@ -281,10 +273,7 @@ export async function registerFleet(
     boxPublicKey: m.identity.boxPublicKey,
     createdAt: now,
   }));
-  if (hasBatch(store)) await store.addEndpoints(recs);
-  else
-    for (let i = 0; i < recs.length; i += CHUNK)
-      await Promise.all(recs.slice(i, i + CHUNK).map((r) => store.addEndpoint(r)));
+  await store.addEndpoints(recs);
   for (let i = 0; i < newMembers.length; i += CHUNK) {
     await Promise.all(
       newMembers

@@ -110,14 +110,6 @@ export async function provisionEndpoint(
   return publicPart(identity);
 }
 
-interface BatchStore {
-  addEndpoints(recs: readonly NewEndpoint[]): Promise<void>;
-}
-
-function hasBatch(store: GatewayStore): store is GatewayStore & BatchStore {
-  return typeof (store as Partial<BatchStore>).addEndpoints === 'function';
-}
-
 /**
  * Provisions `n` endpoints in one store transaction (simulated fleets): returns their private
  * identities in memory only — nothing secret is written anywhere. One audit event for the batch.
@@ -140,8 +132,7 @@ export async function provisionMany(
     ids[i] = id;
     recs[i] = toNewEndpoint(id, now);
   }
-  if (hasBatch(store)) await store.addEndpoints(recs);
-  else for (const r of recs) await store.addEndpoint(r);
+  await store.addEndpoints(recs);
   await opts?.audit?.append({ at: now, kind: 'endpoint.provisioned_bulk', detail: { role, count: n } });
   return ids;
 }

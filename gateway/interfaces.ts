@@ -53,6 +53,8 @@ export type AcceptResult =
  */
 export interface GatewayStore {
   addEndpoint(rec: NewEndpoint): Promise<void>;
+  /** Registers many endpoints at once, all or nothing (fleet provisioning). */
+  addEndpoints(recs: readonly NewEndpoint[]): Promise<void>;
   getEndpoint(id: EndpointId): Promise<EndpointRecord | undefined>;
   listEndpoints(): Promise<EndpointRecord[]>;
   /** Marks revoked (kept so the id can never be re-registered); false when unknown. */

@@ -43,7 +43,7 @@ export interface ProvisionFamily {
 
 /** Registers endpoints and families in bulk (group-committed), as the admin commands would. */
 export async function provisionFamilies(
-  store: GatewayStore & { addEndpoints?: (recs: readonly NewEndpoint[]) => Promise<void> },
+  store: GatewayStore,
   families: readonly ProvisionFamily[],
   now: number,
 ): Promise<void> {
@@ -59,8 +59,7 @@ export async function provisionFamilies(
       });
     }
   }
-  if (store.addEndpoints) await store.addEndpoints(recs);
-  else await Promise.all(recs.map((r) => store.addEndpoint(r)));
+  await store.addEndpoints(recs);
   const CHUNK = 2000;
   for (let i = 0; i < families.length; i += CHUNK) {
     await Promise.all(

@@ -61,6 +61,15 @@ export function runStoreContract(name: string, makeStore: () => Promise<GatewayS
       expect((await store.listEndpoints()).map((x) => x.id)).toEqual([f.id, e.id]);
     });
 
+    it('registers endpoints in bulk, all or nothing', async () => {
+      const [a, b] = [newEndpoint('toy'), newEndpoint('parent')];
+      await store.addEndpoints([a, b]);
+      expect((await store.getEndpoint(b.id))?.role).toBe('parent');
+      const c = newEndpoint('toy');
+      await expect(store.addEndpoints([c, a])).rejects.toThrow();
+      expect(await store.getEndpoint(c.id)).toBeUndefined();
+    });
+
     it('revokes: kept (so the id cannot be re-registered), flagged, false when unknown', async () => {
       const e = newEndpoint('toy');
       await store.addEndpoint(e);
