@@ -2,41 +2,19 @@
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type Database from 'better-sqlite3';
-import type { EndpointId } from '../../shared/types.ts';
-import type {
-  AcceptResult,
-  ClipRecord,
-  EndpointRecord,
-  FamilyId,
-  GatewayStore,
-  NewEndpoint,
-  PendingDelivery,
-} from '../interfaces.ts';
-import {
-  checkClip,
-  checkEndpointId,
-  checkLimit,
-  checkNewEndpoint,
-  checkTime,
-  parseFamilyId,
-  StoreError,
-  type StoreErrorCode,
-} from './common.ts';
+import { StoreError, type StoreErrorCode } from './common.ts';
 import {
   backupTo,
-  checkDelivered,
   ensurePrivateDir,
   MIGRATIONS,
   migrateDatabase,
   openDatabase,
   prepareStatements,
-  readEndpoint,
-  readFamilies,
-  readPending,
+  SqliteStoreBase,
   type SqliteStoreOptions,
   STORE_FILE,
-  toRecord,
   type WriteOpName,
+  type WriteOps,
 } from './sqlite.ts';
 
 /** workerData of the writer thread. */
@@ -68,6 +46,18 @@ interface Waiter {
 const compact = (b: Uint8Array): Uint8Array =>
   b.byteOffset === 0 && b.byteLength === b.buffer.byteLength ? b : new Uint8Array(b);
 
+/** Compacts the byte arrays of a write argument: itself, its array items, or a record's fields. */
+function compactArg(a: unknown): unknown {
+  if (a instanceof Uint8Array) return compact(a);
+  if (Array.isArray(a)) return a.map(compactArg);
+  if (a !== null && typeof a === 'object') {
+    return Object.fromEntries(
+      Object.entries(a).map(([k, v]) => [k, v instanceof Uint8Array ? compact(v) : v]),
+    );
+  }
+  return a;
+}
+
 function reviveError(e: { name?: string; message?: string; code?: unknown }): Error {
   if (e.name === 'StoreError') return new StoreError(e.code as StoreErrorCode, e.message ?? '');
   const err = new Error(e.message ?? 'store write failed') as Error & { code?: unknown };
@@ -84,22 +74,22 @@ function reviveError(e: { name?: string; message?: string; code?: unknown }): Er
  * socket I/O and the fsync of a commit overlap. A write promise resolves only after the writer
  * has reported its commit durable [PLK-12.3]; writes reach the writer, and are applied, in call order.
  */
-export class WorkerSqliteStore implements GatewayStore {
+export class WorkerSqliteStore extends SqliteStoreBase {
   /** The read connection (query_only). */
   readonly db: Database.Database;
   readonly path: string;
-  private readonly s: ReturnType<typeof prepareStatements>;
+  protected readonly s: ReturnType<typeof prepareStatements>;
   private readonly worker: Worker;
   private readonly waiting = new Map<number, Waiter>();
   private outbox: WriterJob[] = [];
   private posting = false;
   private nextId = 1;
-  private closed = false;
   private failed: Error | null = null;
   private closedReply: (() => void) | null = null;
   private readonly exited: Promise<void>;
 
   constructor(path: string, opts: SqliteStoreOptions = {}) {
+    super();
     this.path = path;
     const busyTimeoutMs = opts.busyTimeoutMs ?? 5000;
     // Create and migrate here, synchronously, so the file exists before the writer opens it.
@@ -174,129 +164,12 @@ export class WorkerSqliteStore implements GatewayStore {
     this.worker.postMessage({ t: 'w', jobs } satisfies WriterRequest);
   }
 
-  private read<T>(fn: () => T): Promise<T> {
-    if (this.closed) return Promise.reject(new StoreError('STORE_CLOSED', 'store is closed'));
-    try {
-      return Promise.resolve(fn());
-    } catch (err) {
-      return Promise.reject(err);
-    }
-  }
-
-  private validated<T>(check: () => void, op: WriteOpName, args: readonly unknown[]): Promise<T> {
-    try {
-      check();
-    } catch (err) {
-      return Promise.reject(err);
-    }
-    return this.send<T>(op, args);
-  }
-
-  // ---- registry ---------------------------------------------------------------------------------
-
-  private static endpointArg(rec: NewEndpoint): NewEndpoint {
-    return { ...rec, signPublicKey: compact(rec.signPublicKey), boxPublicKey: compact(rec.boxPublicKey) };
-  }
-
-  addEndpoint(rec: NewEndpoint): Promise<void> {
-    return this.validated(() => checkNewEndpoint(rec), 'addEndpoint', [WorkerSqliteStore.endpointArg(rec)]);
-  }
-
-  /** Registers many endpoints in one transaction (fleet provisioning); all or nothing. */
-  addEndpoints(recs: readonly NewEndpoint[]): Promise<void> {
-    return this.validated(
-      () => {
-        for (const r of recs) checkNewEndpoint(r);
-      },
-      'addEndpoints',
-      [recs.map(WorkerSqliteStore.endpointArg)],
-    );
-  }
-
-  getEndpoint(id: EndpointId): Promise<EndpointRecord | undefined> {
-    return this.read(() => readEndpoint(this.s, id));
-  }
-
-  listEndpoints(): Promise<EndpointRecord[]> {
-    return this.read(() => this.s.listEndpoints.all().map(toRecord));
-  }
-
-  revokeEndpoint(id: EndpointId): Promise<boolean> {
-    return this.validated(() => checkEndpointId(id), 'revokeEndpoint', [id]);
-  }
-
-  createFamily(id: FamilyId, now: number): Promise<void> {
-    return this.validated(
-      () => {
-        parseFamilyId(id);
-        checkTime(now, 'now');
-      },
-      'createFamily',
-      [id, now],
-    );
-  }
-
-  addFamilyMember(family: FamilyId, endpoint: EndpointId): Promise<void> {
-    return this.validated(
-      () => {
-        parseFamilyId(family);
-        checkEndpointId(endpoint);
-      },
-      'addFamilyMember',
-      [family, endpoint],
-    );
-  }
-
-  familyMembers(family: FamilyId): Promise<EndpointRecord[]> {
-    return this.read(() => this.s.members.all(family).map(toRecord));
-  }
-
-  listFamilies(): Promise<{ id: FamilyId; members: number }[]> {
-    return this.read(() => readFamilies(this.s));
-  }
-
-  /** The writer truncates the WAL right after the erasing commit [PLK-12.5]. */
-  eraseFamily(family: FamilyId): Promise<{ clips: number; endpoints: number }> {
-    return this.validated(() => parseFamilyId(family), 'eraseFamily', [family]);
-  }
-
-  // ---- clips ------------------------------------------------------------------------------------
-
-  lastSequence(sender: EndpointId): Promise<number> {
-    return this.read(() => this.s.lastSeq.get(sender)?.last_seq ?? 0);
-  }
-
-  acceptClip(clip: ClipRecord, recipients: readonly EndpointId[]): Promise<AcceptResult> {
-    return this.validated(() => checkClip(clip, recipients), 'acceptClip', [
-      { ...clip, envelope: compact(clip.envelope) },
-      [...recipients],
-    ]);
-  }
-
-  pendingFor(recipient: EndpointId, limit: number): Promise<PendingDelivery[]> {
-    try {
-      checkLimit(limit);
-    } catch (err) {
-      return Promise.reject(err);
-    }
-    return this.read(() => readPending(this.s, recipient, limit));
-  }
-
-  markDelivered(recipient: EndpointId, sender: EndpointId, clipId: string, at: number): Promise<boolean> {
-    return this.validated(() => checkDelivered(recipient, sender, clipId, at), 'markDelivered', [
-      recipient,
-      sender,
-      clipId,
-      at,
-    ]);
-  }
-
-  expireUndelivered(before: number): Promise<number> {
-    return this.validated(() => checkTime(before, 'before'), 'expireUndelivered', [before]);
-  }
-
-  backlog(): Promise<number> {
-    return this.read(() => this.s.backlog.get()?.n ?? 0);
+  /** Byte arrays are copied compactly so postMessage clones only the bytes they view. */
+  protected write<K extends WriteOpName>(
+    op: K,
+    args: Parameters<WriteOps[K]>,
+  ): Promise<ReturnType<WriteOps[K]>> {
+    return this.send(op, args.map(compactArg));
   }
 
   /** Online, consistent copy once every earlier write is committed; created exclusively with mode 0600. */

@@ -394,23 +394,164 @@ export function commitBatch<J>(
   return outcomes;
 }
 
+type WriteArgs<K extends WriteOpName> = Parameters<WriteOps[K]>;
+type WriteResult<K extends WriteOpName> = ReturnType<WriteOps[K]>;
+
+/**
+ * What both SQLite stores share: input checks at the boundary, reads on this thread's connection
+ * (committed state only: a write is visible once its promise has resolved, and reads never force
+ * a pending batch out early), and the GatewayStore methods. Subclasses decide how a checked write
+ * op reaches the writer connection and when its promise resolves (after the durable commit).
+ */
+export abstract class SqliteStoreBase implements GatewayStore {
+  protected closed = false;
+  protected abstract readonly s: ReturnType<typeof prepareStatements>;
+
+  /** Runs one write op on the writer connection; resolves once its commit is durable [PLK-12.3]. */
+  protected abstract write<K extends WriteOpName>(op: K, args: WriteArgs<K>): Promise<WriteResult<K>>;
+  abstract backup(path: string): Promise<void>;
+  abstract close(): Promise<void>;
+
+  protected read<T>(fn: () => T): Promise<T> {
+    if (this.closed) return Promise.reject(new StoreError('STORE_CLOSED', 'store is closed'));
+    try {
+      return Promise.resolve(fn());
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  private checked<K extends WriteOpName>(
+    check: () => void,
+    op: K,
+    args: WriteArgs<K>,
+  ): Promise<WriteResult<K>> {
+    try {
+      check();
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.write(op, args);
+  }
+
+  // ---- registry ---------------------------------------------------------------------------------
+
+  addEndpoint(rec: NewEndpoint): Promise<void> {
+    return this.checked(() => checkNewEndpoint(rec), 'addEndpoint', [rec]);
+  }
+
+  /** Registers many endpoints in one transaction (fleet provisioning); all or nothing. */
+  addEndpoints(recs: readonly NewEndpoint[]): Promise<void> {
+    return this.checked(
+      () => {
+        for (const r of recs) checkNewEndpoint(r);
+      },
+      'addEndpoints',
+      [recs],
+    );
+  }
+
+  getEndpoint(id: EndpointId): Promise<EndpointRecord | undefined> {
+    return this.read(() => readEndpoint(this.s, id));
+  }
+
+  listEndpoints(): Promise<EndpointRecord[]> {
+    return this.read(() => this.s.listEndpoints.all().map(toRecord));
+  }
+
+  revokeEndpoint(id: EndpointId): Promise<boolean> {
+    return this.checked(() => checkEndpointId(id), 'revokeEndpoint', [id]);
+  }
+
+  createFamily(id: FamilyId, now: number): Promise<void> {
+    return this.checked(
+      () => {
+        parseFamilyId(id);
+        checkTime(now, 'now');
+      },
+      'createFamily',
+      [id, now],
+    );
+  }
+
+  addFamilyMember(family: FamilyId, endpoint: EndpointId): Promise<void> {
+    return this.checked(
+      () => {
+        parseFamilyId(family);
+        checkEndpointId(endpoint);
+      },
+      'addFamilyMember',
+      [family, endpoint],
+    );
+  }
+
+  familyMembers(family: FamilyId): Promise<EndpointRecord[]> {
+    return this.read(() => this.s.members.all(family).map(toRecord));
+  }
+
+  listFamilies(): Promise<{ id: FamilyId; members: number }[]> {
+    return this.read(() => readFamilies(this.s));
+  }
+
+  /** [PLK-12.5] The writer truncates the WAL right after the erasing commit. */
+  eraseFamily(family: FamilyId): Promise<{ clips: number; endpoints: number }> {
+    return this.checked(() => parseFamilyId(family), 'eraseFamily', [family]);
+  }
+
+  // ---- clips ------------------------------------------------------------------------------------
+
+  lastSequence(sender: EndpointId): Promise<number> {
+    return this.read(() => this.s.lastSeq.get(sender)?.last_seq ?? 0);
+  }
+
+  acceptClip(clip: ClipRecord, recipients: readonly EndpointId[]): Promise<AcceptResult> {
+    return this.checked(() => checkClip(clip, recipients), 'acceptClip', [clip, recipients]);
+  }
+
+  pendingFor(recipient: EndpointId, limit: number): Promise<PendingDelivery[]> {
+    try {
+      checkLimit(limit);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.read(() => readPending(this.s, recipient, limit));
+  }
+
+  markDelivered(recipient: EndpointId, sender: EndpointId, clipId: string, at: number): Promise<boolean> {
+    return this.checked(() => checkDelivered(recipient, sender, clipId, at), 'markDelivered', [
+      recipient,
+      sender,
+      clipId,
+      at,
+    ]);
+  }
+
+  expireUndelivered(before: number): Promise<number> {
+    return this.checked(() => checkTime(before, 'before'), 'expireUndelivered', [before]);
+  }
+
+  backlog(): Promise<number> {
+    return this.read(() => this.s.backlog.get()?.n ?? 0);
+  }
+}
+
 /**
  * GatewayStore on one SQLite file. Writes are queued and committed together in one IMMEDIATE
  * transaction per event-loop turn (each write in its own savepoint, so one refused write never
  * undoes another); every write promise resolves only after that commit is durable [PLK-12.3].
  * Writes are applied in call order, so checks such as the sequence number see every earlier write.
  */
-export class SqliteStore implements GatewayStore {
+export class SqliteStore extends SqliteStoreBase {
   readonly db: Database.Database;
   readonly path: string;
   private readonly maxBatch: number;
   private queue: Job[] = [];
   private scheduled = false;
-  private closed = false;
-  private readonly s: ReturnType<typeof prepareStatements>;
+  protected readonly s: ReturnType<typeof prepareStatements>;
   private readonly ops: WriteOps;
 
   constructor(path: string, opts: SqliteStoreOptions = {}) {
+    super();
     this.path = path;
     this.maxBatch = opts.maxBatch ?? 512;
     this.db = openDatabase(path, opts.busyTimeoutMs ?? 5000);
@@ -420,6 +561,17 @@ export class SqliteStore implements GatewayStore {
   }
 
   // ---- group commit ---------------------------------------------------------------------------
+
+  protected write<K extends WriteOpName>(op: K, args: WriteArgs<K>): Promise<WriteResult<K>> {
+    const fn = this.ops[op] as (...a: WriteArgs<K>) => WriteResult<K>;
+    const run = () => fn(...args);
+    if (op !== 'eraseFamily') return this.enqueue(run);
+    // [PLK-12.5] no erased byte may linger in the WAL after the erasing commit.
+    return this.enqueue(run).then((r) => {
+      this.checkpointTruncate();
+      return r;
+    });
+  }
 
   private enqueue<T>(run: () => T): Promise<T> {
     if (this.closed) return Promise.reject(new StoreError('STORE_CLOSED', 'store is closed'));
@@ -457,140 +609,9 @@ export class SqliteStore implements GatewayStore {
     }
   }
 
-  /**
-   * Reads see committed state only: a write is visible once its promise has resolved. Reads do not
-   * force the queue out early, so connects and inbox reads never break up a clip batch.
-   */
-  private read<T>(fn: () => T): Promise<T> {
-    if (this.closed) return Promise.reject(new StoreError('STORE_CLOSED', 'store is closed'));
-    try {
-      return Promise.resolve(fn());
-    } catch (err) {
-      return Promise.reject(err);
-    }
-  }
-
-  private validated<T>(check: () => void, run: () => T): Promise<T> {
-    try {
-      check();
-    } catch (err) {
-      return Promise.reject(err);
-    }
-    return this.enqueue(run);
-  }
-
-  // ---- registry ---------------------------------------------------------------------------------
-
-  addEndpoint(rec: NewEndpoint): Promise<void> {
-    return this.validated(
-      () => checkNewEndpoint(rec),
-      () => this.ops.addEndpoint(rec),
-    );
-  }
-
-  /** Registers many endpoints in one transaction (fleet provisioning); all or nothing. */
-  addEndpoints(recs: readonly NewEndpoint[]): Promise<void> {
-    return this.validated(
-      () => {
-        for (const r of recs) checkNewEndpoint(r);
-      },
-      () => this.ops.addEndpoints(recs),
-    );
-  }
-
-  getEndpoint(id: EndpointId): Promise<EndpointRecord | undefined> {
-    return this.read(() => readEndpoint(this.s, id));
-  }
-
-  listEndpoints(): Promise<EndpointRecord[]> {
-    return this.read(() => this.s.listEndpoints.all().map(toRecord));
-  }
-
-  revokeEndpoint(id: EndpointId): Promise<boolean> {
-    return this.validated(
-      () => checkEndpointId(id),
-      () => this.ops.revokeEndpoint(id),
-    );
-  }
-
-  createFamily(id: FamilyId, now: number): Promise<void> {
-    return this.validated(
-      () => {
-        parseFamilyId(id);
-        checkTime(now, 'now');
-      },
-      () => this.ops.createFamily(id, now),
-    );
-  }
-
-  addFamilyMember(family: FamilyId, endpoint: EndpointId): Promise<void> {
-    return this.validated(
-      () => {
-        parseFamilyId(family);
-        checkEndpointId(endpoint);
-      },
-      () => this.ops.addFamilyMember(family, endpoint),
-    );
-  }
-
-  familyMembers(family: FamilyId): Promise<EndpointRecord[]> {
-    return this.read(() => this.s.members.all(family).map(toRecord));
-  }
-
-  listFamilies(): Promise<{ id: FamilyId; members: number }[]> {
-    return this.read(() => readFamilies(this.s));
-  }
-
-  async eraseFamily(family: FamilyId): Promise<{ clips: number; endpoints: number }> {
-    parseFamilyId(family);
-    const counts = await this.enqueue(() => this.ops.eraseFamily(family));
-    this.checkpointTruncate();
-    return counts;
-  }
-
   /** See `checkpointTruncate(db)`. */
   checkpointTruncate(): boolean {
     return checkpointTruncate(this.db);
-  }
-
-  // ---- clips ------------------------------------------------------------------------------------
-
-  lastSequence(sender: EndpointId): Promise<number> {
-    return this.read(() => this.s.lastSeq.get(sender)?.last_seq ?? 0);
-  }
-
-  acceptClip(clip: ClipRecord, recipients: readonly EndpointId[]): Promise<AcceptResult> {
-    return this.validated(
-      () => checkClip(clip, recipients),
-      () => this.ops.acceptClip(clip, recipients),
-    );
-  }
-
-  pendingFor(recipient: EndpointId, limit: number): Promise<PendingDelivery[]> {
-    try {
-      checkLimit(limit);
-    } catch (err) {
-      return Promise.reject(err);
-    }
-    return this.read(() => readPending(this.s, recipient, limit));
-  }
-
-  markDelivered(recipient: EndpointId, sender: EndpointId, clipId: string, at: number): Promise<boolean> {
-    return this.validated(
-      () => checkDelivered(recipient, sender, clipId, at),
-      () => this.ops.markDelivered(recipient, sender, clipId, at),
-    );
-  }
-
-  expireUndelivered(before: number): Promise<number> {
-    return this.validated(
-      () => checkTime(before, 'before'),
-      () => this.ops.expireUndelivered(before),
-    );
-  }
-
-  backlog(): Promise<number> {
-    return this.read(() => this.s.backlog.get()?.n ?? 0);
   }
 
   /** Online, consistent copy (works while other connections write); created exclusively with mode 0600. */
