@@ -1,6 +1,4 @@
 // Wi-Fi link over TLS: a toy pinning the gateway's certificate delivers a clip; pinned to another certificate it never connects.
-import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,48 +9,17 @@ import { type EndpointEvents, Toy } from '../../device/toy.ts';
 import { WifiConnector } from '../../device/transport/wifi.ts';
 import { type EmbeddedGateway, startEmbeddedGateway } from '../../gateway/embedded.ts';
 import { publicPart } from '../../shared/identity.ts';
+import { selfSignedCert } from '../helpers/tls.ts';
 
-const hasOpenssl = ['/usr/bin/openssl', '/usr/local/bin/openssl'].some((p) => existsSync(p));
-
-function selfSigned(dir: string, name: string): { cert: string; key: string } {
-  const cert = join(dir, `${name}.pem`);
-  const key = join(dir, `${name}.key`);
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
-      '-keyout',
-      key,
-      '-out',
-      cert,
-    ].concat([
-      '-subj',
-      '/CN=localhost',
-      '-days',
-      '1',
-      '-addext',
-      'subjectAltName=DNS:localhost,IP:127.0.0.1',
-    ]),
-    { stdio: 'ignore' },
-  );
-  return { cert, key };
-}
-
-describe.skipIf(!hasOpenssl)('Wi-Fi link over TLS with a pinned certificate', () => {
+describe('Wi-Fi link over TLS with a pinned certificate', () => {
   let dir: string;
   let eg: EmbeddedGateway;
   let cert: Buffer;
   let otherCert: Buffer;
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'plk-wifi-tls-'));
-    const good = selfSigned(dir, 'gateway');
-    const other = selfSigned(dir, 'impostor');
+    const good = selfSignedCert(dir, 'gateway');
+    const other = selfSignedCert(dir, 'impostor');
     cert = await readFile(good.cert);
     otherCert = await readFile(other.cert);
     eg = await startEmbeddedGateway({

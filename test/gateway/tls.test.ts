@@ -1,46 +1,19 @@
 // Gateway over TLS: an endpoint pinning the gateway's self-signed certificate connects and verifies the proof; an unpinned one is refused [PLK-3.6].
-import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectEndpoint } from '../../device/transport/mqtt-connect.ts';
+import { selfSignedCert } from '../helpers/tls.ts';
 import { type Harness, startHarness } from './helpers/harness.ts';
 
-const hasOpenssl = ['/usr/bin/openssl', '/usr/local/bin/openssl'].some((p) => existsSync(p));
-
-describe.skipIf(!hasOpenssl)('gateway over TLS', () => {
+describe('gateway over TLS', () => {
   let h: Harness;
   let dir: string;
   let cert: Buffer;
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'plk-tls-'));
-    const certFile = join(dir, 'cert.pem');
-    const keyFile = join(dir, 'key.pem');
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:prime256v1',
-        '-nodes',
-        '-keyout',
-        keyFile,
-        '-out',
-        certFile,
-        '-subj',
-        '/CN=localhost',
-        '-days',
-        '1',
-        '-addext',
-        'subjectAltName=DNS:localhost,IP:127.0.0.1',
-      ],
-      { stdio: 'ignore' },
-    );
+    const { cert: certFile, key: keyFile } = selfSignedCert(dir, 'gateway');
     cert = await readFile(certFile);
     h = await startHarness({ tls: { cert, key: await readFile(keyFile) } });
   });

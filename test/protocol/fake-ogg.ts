@@ -1,4 +1,5 @@
 // Builds small, well-formed Ogg Opus files (RFC 3533 pages with CRC, RFC 7845 headers) with fake packets for tests and vectors.
+import { concatBytes } from '../../shared/bytes.ts';
 
 const CRC_TABLE = (() => {
   const t = new Uint32Array(256);
@@ -104,13 +105,5 @@ export function fakeOggOpus(opts: FakeOggOptions): Uint8Array {
     dv.setUint32(22, oggCrc(out), true);
     pages.push(out);
   }
-  let total = 0;
-  for (const p of pages) total += p.length;
-  const file = new Uint8Array(total);
-  let off = 0;
-  for (const p of pages) {
-    file.set(p, off);
-    off += p.length;
-  }
-  return file;
+  return concatBytes(...pages);
 }
