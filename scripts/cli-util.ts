@@ -1,5 +1,5 @@
 // Shared helpers for plushlink subcommands: one-line errors, option parsers, JSON output.
-import { InvalidArgumentError } from 'commander';
+import { type Command, InvalidArgumentError } from 'commander';
 import { PlushlinkError } from '../shared/errors.ts';
 
 /** An error meant for the user: printed as one line, exit code 1 (2 for usage errors). */
@@ -82,11 +82,41 @@ export function parseDurationMs(value: string): number {
 
 /** Commander option parser for a duration within [minMs, maxMs]. */
 export function durationOption(name: string, minMs: number, maxMs: number): (value: string) => number {
-  return (value: string) => {
+  const parse = (value: string): number => {
     const ms = parseDurationMs(value);
     if (ms < minMs || ms > maxMs) {
-      throw new InvalidArgumentError(`${name} must be between ${minMs} ms and ${maxMs} ms, got ${ms} ms`);
+      throw new InvalidArgumentError(
+        `${name} must be between ${formatDurationMs(minMs)} and ${formatDurationMs(maxMs)}, got ${formatDurationMs(ms)}`,
+      );
     }
     return ms;
   };
+  DURATION_PARSERS.add(parse);
+  return parse;
+}
+
+/** Parsers made by durationOption: their defaults are shown in help as "30s", not "30000". */
+const DURATION_PARSERS = new WeakSet<object>();
+
+/** 250 → "250ms", 30000 → "30s", 600000 → "10m", 604800000 → "7d". */
+export function formatDurationMs(ms: number): string {
+  for (const [unit, size] of [
+    ['d', 86_400_000],
+    ['h', 3_600_000],
+    ['m', 60_000],
+    ['s', 1000],
+  ] as const) {
+    if (ms >= size && ms % size === 0) return `${ms / size}${unit}`;
+  }
+  return ms >= 1000 ? `${ms / 1000}s` : `${ms}ms`;
+}
+
+/** Shows duration defaults in the unit a user would type, for every command below `cmd`. */
+export function describeDurationDefaults(cmd: Command): void {
+  for (const opt of cmd.options) {
+    if (typeof opt.defaultValue === 'number' && opt.parseArg && DURATION_PARSERS.has(opt.parseArg)) {
+      opt.defaultValueDescription ??= formatDurationMs(opt.defaultValue);
+    }
+  }
+  for (const sub of cmd.commands) describeDurationDefaults(sub);
 }

@@ -1,6 +1,7 @@
 // Builds the `plushlink` commander program from the command groups it is given.
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
+import { describeDurationDefaults } from './cli-util.ts';
 import { type CommandModule, commandModules } from './commands/index.ts';
 
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
@@ -18,5 +19,6 @@ export async function buildProgram(modules: readonly CommandModule[] = commandMo
     })
     .exitOverride();
   for (const register of await Promise.all(modules.map((m) => m.load()))) register(program);
+  describeDurationDefaults(program);
   return program;
 }
