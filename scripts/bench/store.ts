@@ -1,14 +1,14 @@
-// Store micro-benchmark: durable acceptClip/s with 25 kB envelopes, and bulk provisioning. Run: npx tsx gateway/store/bench.ts
+// Store micro-benchmark: durable acceptClip/s with 25 kB envelopes, and bulk provisioning. Run: npm run bench:store
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { provisionMany } from '../../gateway/admin.ts';
+import type { NewEndpoint } from '../../gateway/interfaces.ts';
+import { openSqliteStore } from '../../gateway/store/sqlite.ts';
 import { toHex } from '../../shared/bytes.ts';
 import { generateIdentity } from '../../shared/identity.ts';
 import { seededRandom } from '../../shared/random.ts';
 import type { EndpointId } from '../../shared/types.ts';
-import { provisionMany } from '../admin.ts';
-import type { NewEndpoint } from '../interfaces.ts';
-import { openSqliteStore } from './sqlite.ts';
 
 const ENVELOPE_BYTES = 25_000;
 const rnd = seededRandom('store-bench');
