@@ -6,13 +6,13 @@ import { TOKEN_BYTES } from '../shared/limits.ts';
 import {
   type ConnectToken,
   decodeConnectToken,
+  type NonceOutcome,
   tokenExpiry,
   tokenReplayKey,
   verifyConnectToken,
 } from '../shared/token.ts';
 import type { EndpointId } from '../shared/types.ts';
 import type { EndpointRecord, GatewayStore, NonceStore } from './interfaces.ts';
-import { MemoryNonceStore } from './limits.ts';
 
 /** Why a connection was refused; used as audit detail and metric label. */
 export type AuthReason =
@@ -58,18 +58,6 @@ export const AUTH_RETURN_CODES: Readonly<Record<AuthReason, ConnackCode>> = {
   'nonce-store-full': 3,
   'store-error': 3,
 };
-
-/**
- * Optional NonceStore capability: tells a full cache apart from a replayed nonce, so that the
- * refusal is CONNACK 3 (server unavailable) rather than 4. Without it every `false` is a replay.
- */
-export interface NonceStoreCapacity {
-  isFull(now: number): boolean | Promise<boolean>;
-}
-
-function hasCapacity(store: NonceStore): store is NonceStore & NonceStoreCapacity {
-  return typeof (store as Partial<NonceStoreCapacity>).isFull === 'function';
-}
 
 /** base64url without padding of a 130-byte token is 174 characters. */
 const TOKEN_B64_CHARS = Math.ceil((TOKEN_BYTES * 4) / 3);
@@ -162,29 +150,13 @@ export async function authenticateConnect(ctx: AuthContext, attempt: ConnectAtte
     return refuse('malformed-token', id);
   }
   // [PLK-3.5] Nonce freshness, after the signature.
-  let fresh: boolean;
+  let outcome: NonceOutcome;
   try {
-    fresh = await ctx.nonces.add(tokenReplayKey(token), tokenExpiry(token, ctx.tokenWindowMs), attempt.now);
+    outcome = await ctx.nonces.add(tokenReplayKey(token), tokenExpiry(token, ctx.tokenWindowMs), attempt.now);
   } catch {
     return refuse('nonce-store-full', id);
   }
-  if (!fresh) {
-    if (hasCapacity(ctx.nonces) && (await ctx.nonces.isFull(attempt.now)))
-      return refuse('nonce-store-full', id);
-    return refuse('replay', id);
-  }
+  if (outcome === 'replay') return refuse('replay', id);
+  if (outcome === 'full') return refuse('nonce-store-full', id);
   return { ok: true, endpoint, token };
-}
-
-/**
- * The in-process nonce store with the NonceStoreCapacity capability, so that a full cache is
- * refused with CONNACK 3 (server unavailable) instead of being reported as a replay.
- */
-export class BoundedNonceStore extends MemoryNonceStore implements NonceStoreCapacity {
-  constructor(readonly capacity = 200_000) {
-    super(capacity);
-  }
-  isFull(): boolean {
-    return this.size >= this.capacity;
-  }
 }

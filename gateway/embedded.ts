@@ -12,9 +12,8 @@ import {
 } from '../shared/identity.ts';
 import { LIMITS } from '../shared/limits.ts';
 import { gatewayAuditKeys, openSqliteAuditLog, type SqliteAuditLog } from './audit.ts';
-import { BoundedNonceStore } from './auth.ts';
 import { createGateway, type Gateway, type GatewayOptions, type GatewayRateLimiters } from './gateway.ts';
-import { MemoryRateLimiter } from './limits.ts';
+import { MemoryNonceStore, MemoryRateLimiter } from './limits.ts';
 import { openSqliteStore, type SqliteStore, STORE_FILE } from './store/sqlite.ts';
 import { openWorkerSqliteStore, type WorkerSqliteStore } from './store/sqlite-worker.ts';
 
@@ -166,7 +165,7 @@ export async function startEmbeddedGateway(opts: EmbeddedGatewayOptions): Promis
     identity,
     store,
     audit,
-    nonces: new BoundedNonceStore(opts.nonceCapacity ?? 200_000),
+    nonces: new MemoryNonceStore(opts.nonceCapacity ?? 200_000),
     limiters: createRateLimiters(opts.limits ?? DEFAULT_RATE_LIMITS),
     host,
     port: opts.port ?? 0,

@@ -1,4 +1,5 @@
 // Seams of the gateway: everything gateway nodes would have to share sits behind these interfaces [PLK-12].
+import type { NonceOutcome } from '../shared/token.ts';
 import type { Brand, EndpointId } from '../shared/types.ts';
 
 /** Pseudonymous family id: "f" + 26 lowercase base32 chars of 16 random bytes. Never a name. */
@@ -128,6 +129,6 @@ export interface RateLimiter {
 
 /** Connect-token nonce replay cache [PLK-3.5]. */
 export interface NonceStore {
-  /** Records `key` until `expiresAt`; false when already present (a replay) or when full (fail closed). */
-  add(key: string, expiresAt: number, now: number): Promise<boolean>;
+  /** Records `key` until `expiresAt`: `fresh`, or `replay` when present, or `full` (refused: fail closed). */
+  add(key: string, expiresAt: number, now: number): Promise<NonceOutcome>;
 }

@@ -1,5 +1,5 @@
 // In-process rate limiting (token buckets, bounded with LRU eviction) and the connect-nonce replay store [PLK-3.5].
-import { MemoryNonceCache } from '../shared/token.ts';
+import { MemoryNonceCache, type NonceOutcome } from '../shared/token.ts';
 import type { NonceStore, RateLimiter } from './interfaces.ts';
 
 export interface TokenBucketOptions {
@@ -116,15 +116,15 @@ export class MemoryNonceStore implements NonceStore {
     return this.cache.size;
   }
 
-  /** Synchronous form of add(); also usable as shared/token.ts NonceReplayCache. */
-  addSync(key: string, expiresAt: number, now: number): boolean {
+  /** Synchronous form of add(). */
+  addSync(key: string, expiresAt: number, now: number): NonceOutcome {
     if (typeof key !== 'string' || key.length === 0) throw new TypeError('key must be a non-empty string');
     if (!Number.isFinite(expiresAt) || !Number.isFinite(now))
       throw new TypeError('expiresAt and now must be finite (ms)');
-    return this.cache.add(key, expiresAt, now);
+    return this.cache.record(key, expiresAt, now);
   }
 
-  add(key: string, expiresAt: number, now: number): Promise<boolean> {
+  add(key: string, expiresAt: number, now: number): Promise<NonceOutcome> {
     try {
       return Promise.resolve(this.addSync(key, expiresAt, now));
     } catch (err) {

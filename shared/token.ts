@@ -206,6 +206,9 @@ export interface NonceReplayCache {
   add(key: string, expiresAt: number, now: number): boolean;
 }
 
+/** fresh: recorded now; replay: seen and unexpired; full: no room, refused (fail closed). */
+export type NonceOutcome = 'fresh' | 'replay' | 'full';
+
 /** Bounded in-memory replay cache; fails closed (refuses) when full of unexpired nonces. */
 export class MemoryNonceCache implements NonceReplayCache {
   private readonly entries = new Map<string, number>();
@@ -217,15 +220,19 @@ export class MemoryNonceCache implements NonceReplayCache {
     return this.entries.size;
   }
   add(key: string, expiresAt: number, now: number): boolean {
+    return this.record(key, expiresAt, now) === 'fresh';
+  }
+  /** Like add(), but tells a replayed nonce apart from a full cache. */
+  record(key: string, expiresAt: number, now: number): NonceOutcome {
     const seen = this.entries.get(key);
-    if (seen !== undefined && seen >= now) return false;
+    if (seen !== undefined && seen >= now) return 'replay';
     if (seen === undefined && this.entries.size >= this.capacity) {
       this.sweep(now);
-      if (this.entries.size >= this.capacity) return false;
+      if (this.entries.size >= this.capacity) return 'full';
     }
     this.entries.delete(key);
     this.entries.set(key, expiresAt);
-    return true;
+    return 'fresh';
   }
   /** Drops every expired entry; runs only when the cache is full. */
   sweep(now: number): void {

@@ -54,11 +54,11 @@ function runNonceStoreContract(name: string, make: () => NonceStore): void {
   describe(`NonceStore contract: ${name}`, () => {
     it('refuses a nonce seen before it expires, accepts it again after', async () => {
       const ns = make();
-      expect(await ns.add('ep:00', 2_000, 1_000)).toBe(true);
-      expect(await ns.add('ep:00', 2_000, 1_500)).toBe(false);
-      expect(await ns.add('ep:00', 2_000, 2_000)).toBe(false);
-      expect(await ns.add('ep:01', 2_000, 1_500)).toBe(true);
-      expect(await ns.add('ep:00', 4_000, 2_001)).toBe(true); // the old token is stale by now anyway
+      expect(await ns.add('ep:00', 2_000, 1_000)).toBe('fresh');
+      expect(await ns.add('ep:00', 2_000, 1_500)).toBe('replay');
+      expect(await ns.add('ep:00', 2_000, 2_000)).toBe('replay');
+      expect(await ns.add('ep:01', 2_000, 1_500)).toBe('fresh');
+      expect(await ns.add('ep:00', 4_000, 2_001)).toBe('fresh'); // the old token is stale by now anyway
     });
   });
 }
@@ -101,9 +101,10 @@ describe('MemoryRateLimiter bounds', () => {
 describe('MemoryNonceStore bounds', () => {
   it('fails closed when full of unexpired nonces, recovers once they expire', async () => {
     const ns = new MemoryNonceStore(3);
-    for (const k of ['a', 'b', 'c']) expect(await ns.add(k, 100, 0)).toBe(true);
-    expect(await ns.add('d', 100, 50)).toBe(false);
-    expect(await ns.add('d', 200, 101)).toBe(true);
+    for (const k of ['a', 'b', 'c']) expect(await ns.add(k, 100, 0)).toBe('fresh');
+    expect(await ns.add('d', 100, 50)).toBe('full');
+    expect(await ns.add('a', 100, 50)).toBe('replay');
+    expect(await ns.add('d', 200, 101)).toBe('fresh');
     expect(ns.size).toBe(1);
   });
 });

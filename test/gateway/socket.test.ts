@@ -1,7 +1,7 @@
 // Socket-level defences: packet size guard (unit and with a real oversized PUBLISH), connect timeout, per-address connect rate, full nonce cache [PLK-9] [PLK-12.1].
 import { type AddressInfo, createServer, type Socket, connect as tcpConnect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BoundedNonceStore } from '../../gateway/auth.ts';
+import { MemoryNonceStore } from '../../gateway/limits.ts';
 import { limitPackets, MqttHeaderScanner } from '../../gateway/packet-limit.ts';
 import { createConnectToken } from '../../shared/token.ts';
 import { clipTopic } from '../../shared/topics.ts';
@@ -153,7 +153,7 @@ describe('gateway socket defences', () => {
 
 describe('connect rate limit and nonce capacity', () => {
   it('answers CONNACK 3 when the source address is over its connect rate or the nonce cache is full', async () => {
-    const nonces = new BoundedNonceStore(1);
+    const nonces = new MemoryNonceStore(1);
     const h = await startHarness({
       limiters: {
         connect: new CountingLimiter(3),

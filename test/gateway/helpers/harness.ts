@@ -11,9 +11,9 @@ import type {
   AuditVerifyResult,
   FamilyId,
   GatewayStore,
-  NonceStore,
   RateLimiter,
 } from '../../../gateway/interfaces.ts';
+import { MemoryNonceStore } from '../../../gateway/limits.ts';
 import { createGatewayMetrics, type GatewayMetrics } from '../../../gateway/metrics.ts';
 import { openSqliteStore } from '../../../gateway/store/sqlite.ts';
 import { toBase32 } from '../../../shared/bytes.ts';
@@ -25,7 +25,6 @@ import {
   publicPart,
 } from '../../../shared/identity.ts';
 import { systemRandom } from '../../../shared/random.ts';
-import { MemoryNonceCache } from '../../../shared/token.ts';
 
 /** Records every audit event in memory (stands in until the SQLite audit log is wired). */
 export class RecordingAudit implements AuditLog {
@@ -51,16 +50,6 @@ export class CountingLimiter implements RateLimiter {
     if (u > this.capacity) return false;
     this.used.set(key, u);
     return true;
-  }
-}
-
-export class CacheNonceStore implements NonceStore {
-  readonly cache: MemoryNonceCache;
-  constructor(capacity = 10_000) {
-    this.cache = new MemoryNonceCache(capacity);
-  }
-  async add(key: string, expiresAt: number, now: number): Promise<boolean> {
-    return this.cache.add(key, expiresAt, now);
   }
 }
 
@@ -107,7 +96,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
       identity: gatewayIdentity,
       store,
       audit,
-      nonces: new CacheNonceStore(),
+      nonces: new MemoryNonceStore(10_000),
       limiters: {
         connect: new CountingLimiter(),
         clips: new CountingLimiter(),
