@@ -5,7 +5,7 @@ import { MemoryNonceStore } from '../../gateway/limits.ts';
 import { limitPackets, MqttHeaderScanner } from '../../gateway/packet-limit.ts';
 import { createConnectToken } from '../../shared/token.ts';
 import { clipTopic } from '../../shared/topics.ts';
-import { CountingLimiter, closed, type Harness, rawConnect, startHarness } from './helpers/harness.ts';
+import { closed, fixedLimiter, type Harness, rawConnect, startHarness } from './helpers/harness.ts';
 
 /** MQTT 3.1.1 CONNECT with client id only (no credentials): 0x10, remaining length, body. */
 function connectPacket(clientId: string): Buffer {
@@ -156,9 +156,9 @@ describe('connect rate limit and nonce capacity', () => {
     const nonces = new MemoryNonceStore(1);
     const h = await startHarness({
       limiters: {
-        connect: new CountingLimiter(3),
-        clips: new CountingLimiter(),
-        bytes: new CountingLimiter(),
+        connect: fixedLimiter(3),
+        clips: fixedLimiter(),
+        bytes: fixedLimiter(),
       },
       nonces,
     });

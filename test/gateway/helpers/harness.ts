@@ -3,7 +3,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import { expect } from 'vitest';
 import { connectEndpoint, type EndpointConnection } from '../../../device/transport/mqtt-connect.ts';
+import { gatewayAuditKeys, openSqliteAuditLog } from '../../../gateway/audit.ts';
 import { createGateway, type Gateway, type GatewayOptions } from '../../../gateway/gateway.ts';
 import type {
   AuditEvent,
@@ -13,7 +15,7 @@ import type {
   GatewayStore,
   RateLimiter,
 } from '../../../gateway/interfaces.ts';
-import { MemoryNonceStore } from '../../../gateway/limits.ts';
+import { MemoryNonceStore, MemoryRateLimiter } from '../../../gateway/limits.ts';
 import { createGatewayMetrics, type GatewayMetrics } from '../../../gateway/metrics.ts';
 import { openSqliteStore } from '../../../gateway/store/sqlite.ts';
 import { toBase32 } from '../../../shared/bytes.ts';
@@ -26,31 +28,28 @@ import {
 } from '../../../shared/identity.ts';
 import { systemRandom } from '../../../shared/random.ts';
 
-/** Records every audit event in memory (stands in until the SQLite audit log is wired). */
+/** The real SQLite audit log, with a record of what was appended so tests can assert reasons. */
 export class RecordingAudit implements AuditLog {
   readonly events: AuditEvent[] = [];
+  constructor(private readonly inner: AuditLog) {}
   async append(event: AuditEvent): Promise<void> {
+    await this.inner.append(event);
     this.events.push(event);
   }
-  async verify(): Promise<AuditVerifyResult> {
-    return { ok: true, rows: this.events.length };
+  verify(): Promise<AuditVerifyResult> {
+    return this.inner.verify();
   }
-  async close(): Promise<void> {}
+  close(): Promise<void> {
+    return this.inner.close();
+  }
   reasons(kind: string): string[] {
     return this.events.filter((e) => e.kind === kind).map((e) => String(e.detail?.reason));
   }
 }
 
-/** Allows `capacity` takes per key, never refilled (deterministic rate limiting for tests). */
-export class CountingLimiter implements RateLimiter {
-  private readonly used = new Map<string, number>();
-  constructor(private readonly capacity = Number.POSITIVE_INFINITY) {}
-  async take(key: string, cost: number): Promise<boolean> {
-    const u = (this.used.get(key) ?? 0) + cost;
-    if (u > this.capacity) return false;
-    this.used.set(key, u);
-    return true;
-  }
+/** Real token buckets that never refill: `capacity` takes per key (deterministic without a clock). */
+export function fixedLimiter(capacity = 1e12): RateLimiter {
+  return new MemoryRateLimiter({ capacity, refillPerSecond: 0 });
 }
 
 export interface Family {
@@ -86,7 +85,7 @@ let seq = 0;
 export async function startHarness(options: HarnessOptions = {}): Promise<Harness> {
   const dir = await mkdtemp(join(tmpdir(), 'plk-gw-'));
   const gatewayIdentity = generateIdentity('gateway');
-  const audit = new RecordingAudit();
+  const audit = new RecordingAudit(openSqliteAuditLog(join(dir, 'audit'), gatewayAuditKeys(gatewayIdentity)));
   const clock = { now: Date.now() };
   const metrics = options.metrics ?? createGatewayMetrics();
   const conns: EndpointConnection[] = [];
@@ -98,9 +97,9 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
       audit,
       nonces: new MemoryNonceStore(10_000),
       limiters: {
-        connect: new CountingLimiter(),
-        clips: new CountingLimiter(),
-        bytes: new CountingLimiter(),
+        connect: fixedLimiter(),
+        clips: fixedLimiter(),
+        bytes: fixedLimiter(),
       },
       clock: () => clock.now,
       port: 0,
@@ -162,6 +161,8 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
       for (const c of conns) c.client.end(true);
       await h.gw.close();
       await h.store.close();
+      expect(await audit.verify()).toMatchObject({ ok: true });
+      await audit.close();
       await rm(dir, { recursive: true, force: true });
     },
   };
