@@ -37,7 +37,7 @@ interface RawOptions {
   gatewayPid?: number;
   gatewayMetrics?: string;
   gatewayIdentity?: string;
-  gatewayDataDir?: string;
+  gatewayData?: string;
   json?: boolean;
 }
 
@@ -76,7 +76,7 @@ export function toLoadtestOptions(o: RawOptions): LoadtestOptions {
     gatewayPid: o.gatewayPid ?? null,
     gatewayMetricsUrl: o.gatewayMetrics ?? null,
     gatewayIdentityFile: o.gatewayIdentity ?? null,
-    gatewayDataDir: o.gatewayDataDir ?? null,
+    gatewayDataDir: o.gatewayData ?? null,
   };
 }
 
@@ -166,7 +166,7 @@ export function registerLoadtestCommands(program: Command): void {
       3_600_000,
     )
     .option('--gateway-identity <file>', 'external gateway: its public identity.json (pins the proof key)')
-    .option('--gateway-data-dir <dir>', 'external gateway: its data dir, to provision the simulated toys')
+    .option('--gateway-data <dir>', 'external gateway: its data dir, to provision the simulated toys')
     .option(
       '--gateway-pid <pid>',
       'external gateway: sample its CPU and memory from /proc',

@@ -326,7 +326,7 @@ export async function runLoadtest(opts: LoadtestOptions, hooks: RunHooks = {}): 
       pid: opts.gatewayPid,
     });
     if (ext.store) await provisionFamilies(ext.store, provisionList(fleet), Date.now());
-    else notes.push('no --gateway-data-dir: the toys must already be provisioned in the gateway');
+    else notes.push('no --gateway-data: the toys must already be provisioned in the gateway');
     target = ext;
   }
   let main: Awaited<ReturnType<typeof sessionOn>>;
