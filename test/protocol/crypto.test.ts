@@ -10,8 +10,8 @@ import {
   sealedBoxSeal,
   tweetnaclSuite,
 } from '../../shared/crypto.ts';
-import { PlushlinkError } from '../../shared/errors.ts';
 import { seededRandom } from '../../shared/random.ts';
+import { expectCode } from '../helpers/errors.ts';
 
 const node = nodeCryptoSuite();
 const nacl = tweetnaclSuite();
@@ -30,17 +30,6 @@ const LOW_ORDER = [
   'edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f',
   'eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f',
 ];
-
-function expectCode(fn: () => unknown, code: string): void {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (err) {
-    caught = err;
-  }
-  expect(caught).toBeInstanceOf(PlushlinkError);
-  expect((caught as PlushlinkError).code).toBe(code);
-}
 
 describe('Ed25519: node and tweetnacl are interchangeable', () => {
   it('identical public keys and signatures; each verifies the other', () => {

@@ -18,7 +18,7 @@ import {
   tweetnaclSuite,
 } from '../../shared/crypto.ts';
 import { decodeClip, openClip, sealClip, verifyClip } from '../../shared/envelope.ts';
-import { isPlushlinkError, PlushlinkError } from '../../shared/errors.ts';
+import { isPlushlinkError, type PlushlinkError } from '../../shared/errors.ts';
 import { deriveEndpointId, identityFromSecrets, type PrivateIdentity } from '../../shared/identity.ts';
 import { CONTEXT } from '../../shared/limits.ts';
 import { pad, padmeSize, unpad } from '../../shared/padding.ts';
@@ -34,6 +34,7 @@ import {
   verifyGatewayProof,
 } from '../../shared/token.ts';
 import type { EndpointId } from '../../shared/types.ts';
+import { expectCode } from '../helpers/errors.ts';
 
 const vectorsDir = new URL('../vectors/', import.meta.url);
 const readJson = <T>(name: string): T => JSON.parse(readFileSync(new URL(name, vectorsDir), 'utf8')) as T;
@@ -68,17 +69,6 @@ function identity(name: string, crypto: CryptoSuite = SUITES[0]!): PrivateIdenti
   const v = V.identities.find((i) => i.name === name);
   if (!v) throw new Error(`no identity ${name} in the vectors`);
   return identityFromSecrets(v.role, h(v.signSeed), h(v.boxSecret), crypto);
-}
-
-function expectCode(fn: () => unknown, code: string): void {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (err) {
-    caught = err;
-  }
-  expect(caught).toBeInstanceOf(PlushlinkError);
-  expect((caught as PlushlinkError).code).toBe(code);
 }
 
 describe('plushlink-v1.json', () => {
