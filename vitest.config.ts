@@ -3,6 +3,8 @@ import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
+    // Runs once for whichever projects run (the root project's global setup always does): builds dist/.
+    globalSetup: ['test/global-setup.ts'],
     projects: [
       {
         test: {

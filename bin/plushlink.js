@@ -1,6 +1,13 @@
 #!/usr/bin/env node
-// plushlink command entry point: runs the TypeScript CLI (scripts/cli.ts) through tsx.
-import { register } from 'tsx/esm/api';
+// plushlink command entry point: runs the compiled CLI (dist/scripts/cli.js, built by `npm install` or `npm run build`).
+import { existsSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
-register();
-await import('../scripts/cli.ts');
+const cli = new URL('../dist/scripts/cli.js', import.meta.url);
+if (!existsSync(cli)) {
+  const repo = dirname(dirname(fileURLToPath(import.meta.url)));
+  process.stderr.write(`plushlink: not built yet — run "npm install" (or "npm run build") in ${repo}\n`);
+  process.exit(1);
+}
+await import(cli.href);

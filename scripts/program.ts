@@ -4,15 +4,28 @@ import { Command } from 'commander';
 import { describeDurationDefaults } from './cli-util.ts';
 import { type CommandModule, commandModules } from './commands/index.ts';
 
-const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
-  version: string;
-};
+/** The version in PlushLink's package.json: the nearest one named plushlink above this module (scripts/ or dist/scripts/). */
+function packageVersion(): string {
+  for (let url = new URL('../package.json', import.meta.url); ; ) {
+    try {
+      const pkg = JSON.parse(readFileSync(url, 'utf8')) as { name?: unknown; version?: unknown };
+      if (pkg.name === 'plushlink' && typeof pkg.version === 'string') return pkg.version;
+    } catch {
+      // no readable package.json here: look one directory up
+    }
+    const up = new URL('../package.json', url);
+    if (up.href === url.href) throw new Error('plushlink: package.json not found above the CLI');
+    url = up;
+  }
+}
+
+const version = packageVersion();
 
 /** Builds the program with the given command groups (all of them by default). */
 export async function buildProgram(modules: readonly CommandModule[] = commandModules): Promise<Command> {
   const program = new Command('plushlink')
     .description('PlushLink: connected plush toy simulator and authenticated voice-clip gateway')
-    .version(pkg.version, '-V, --version', 'print the version')
+    .version(version, '-V, --version', 'print the version')
     .showHelpAfterError('(run with --help for usage)')
     .configureOutput({
       outputError: (str, write) => write(`plushlink: ${str.replace(/^error: /, '').trim()}\n`),

@@ -1,7 +1,8 @@
 // GatewayStore on SQLite with the writer in a worker thread: group commits and their fsyncs never block the gateway's event loop [PLK-12.3].
 import { join } from 'node:path';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import type Database from 'better-sqlite3';
+import { startWorker } from '../../platform/entry.ts';
 import { StoreError, type StoreErrorCode } from './common.ts';
 import {
   backupTo,
@@ -19,7 +20,6 @@ import {
 
 /** workerData of the writer thread. */
 export interface WriterSetup {
-  readonly entry: string;
   readonly path: string;
   readonly busyTimeoutMs: number;
   readonly maxBatch: number;
@@ -98,12 +98,13 @@ export class WorkerSqliteStore extends SqliteStoreBase {
     this.db.pragma('query_only = ON');
     this.s = prepareStatements(this.db);
     const setup: WriterSetup = {
-      entry: new URL('./sqlite-writer.ts', import.meta.url).href,
       path,
       busyTimeoutMs,
       maxBatch: opts.maxBatch ?? 512,
     };
-    this.worker = new Worker(new URL('./sqlite-writer-boot.mjs', import.meta.url), { workerData: setup });
+    this.worker = startWorker(import.meta.url, 'sqlite-writer', './sqlite-writer-boot.mjs', {
+      workerData: setup,
+    });
     this.worker.unref();
     this.worker.on('message', (m: WriterReply) => this.onReply(m));
     this.worker.on('error', (err) => this.fail(err));

@@ -32,5 +32,7 @@ export const commandModules: readonly CommandModule[] = [
 export function modulesFor(argv: readonly string[]): readonly CommandModule[] {
   const name = argv.find((a) => !a.startsWith('-'));
   const one = name === undefined ? undefined : commandModules.find((m) => m.names.includes(name));
-  return one ? [one] : commandModules;
+  if (one) return [one];
+  const version = name === undefined && argv.some((a) => a === '-V' || a === '--version');
+  return version ? [] : commandModules; // `plushlink --version` needs no command group
 }
