@@ -1,6 +1,4 @@
-// Toy firmware simulator: connect state machine, push-to-talk recording → Opus/Ogg → sealed envelope → outbox → QoS 1, inbox playback and receipts.
-import { readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+// What toys and parent apps share: the connect state machine with backoff, push-to-talk → sealed envelope → outbox → QoS 1, and the inbox (open → play → receipt).
 import { toHex } from '../shared/bytes.ts';
 import { type CodecParams, decodeClip, openClip, sealClip } from '../shared/envelope.ts';
 import { isPlushlinkError, PlushlinkError } from '../shared/errors.ts';
@@ -10,48 +8,15 @@ import { seededRandom, systemRandom } from '../shared/random.ts';
 import { createReceipt, decodeReceipt, verifyReceipt } from '../shared/receipt.ts';
 import { clipTopic, inboxTopic, receiptTopic } from '../shared/topics.ts';
 import type { EndpointId, RandomSource } from '../shared/types.ts';
-import { bufferSource, Microphone } from './audio/microphone.ts';
-import { synthesizeSpeech } from './audio/synth.ts';
-import { readWavAsMono, writeWav } from './audio/wav.ts';
 import { Backoff, type BackoffOptions } from './backoff.ts';
 import { type DeviceClock, realClock } from './clock.ts';
-import { decodeOggToPcm, encodePcmToOgg } from './codec/clip.ts';
 import { normalizeEncoderSettings, type OpusEncoderSettings } from './codec/opus.ts';
-import { EncoderPool } from './codec/pool.ts';
+import type { EncoderPool } from './codec/pool.ts';
+import { TypedEmitter } from './events.ts';
 import { Outbox, OutboxError, type OutboxItem, type OutboxOptions } from './outbox.ts';
+import { type PlayFormat, playClip, playedFileName } from './player.ts';
+import { type AudioInput, recordAudio, sharedEncoderPool } from './recorder.ts';
 import type { Connector, EndpointLink } from './transport/wifi.ts';
-
-// ---------------------------------------------------------------------------------------------
-// Typed events
-
-type Listener<T> = (event: T) => void;
-
-/** Minimal typed event emitter: a throwing listener is reported to `onListenerError`, never to the emitter. */
-export class TypedEmitter<E extends object> {
-  private readonly listeners = new Map<keyof E, Set<Listener<never>>>();
-  on<K extends keyof E>(kind: K, fn: Listener<E[K]>): () => void {
-    let set = this.listeners.get(kind);
-    if (!set) {
-      set = new Set();
-      this.listeners.set(kind, set);
-    }
-    set.add(fn as Listener<never>);
-    return () => set.delete(fn as Listener<never>);
-  }
-  protected emit<K extends keyof E>(kind: K, event: E[K]): void {
-    const set = this.listeners.get(kind);
-    if (!set) return;
-    for (const fn of set) {
-      try {
-        (fn as Listener<E[K]>)(event);
-      } catch (err) {
-        process.emitWarning(
-          `listener for ${String(kind)} threw: ${err instanceof Error ? err.message : String(err)}`,
-        );
-      }
-    }
-  }
-}
 
 export type EndpointState = 'unprovisioned' | 'idle' | 'connecting' | 'checking' | 'online' | 'stopped';
 
@@ -104,35 +69,6 @@ export interface EndpointEvents {
   error: { readonly where: string; readonly error: Error };
 }
 
-// ---------------------------------------------------------------------------------------------
-// Audio input
-
-/** What push-to-talk records from: seeded synthetic speech, a WAV file, or PCM already in memory. */
-export type AudioInput =
-  | { readonly kind: 'synth'; readonly seed: number }
-  | { readonly kind: 'wav'; readonly path: string }
-  | { readonly kind: 'wav-bytes'; readonly bytes: Uint8Array }
-  | { readonly kind: 'pcm'; readonly samples: Int16Array; readonly sampleRate: number }
-  /**
-   * Audio already encoded with this endpoint's encoder settings (load tests: encode a bank of
-   * clips once; every clip is still sealed, encrypted and signed on its own).
-   */
-  | {
-      readonly kind: 'encoded';
-      readonly ogg: Uint8Array;
-      readonly durationMs: number;
-      readonly packets: number;
-    };
-
-export type PlayFormat = 'ogg' | 'wav';
-
-/** Shared encoder pool: a fleet of 10,000 toys shares a few native encoders. */
-let defaultPool: EncoderPool | undefined;
-export function sharedEncoderPool(): EncoderPool {
-  defaultPool ??= new EncoderPool({ maxEncoders: 8 });
-  return defaultPool;
-}
-
 export interface EndpointOptions {
   /** The endpoint's keys; without them the device is `unprovisioned` until provision(). */
   readonly identity?: PrivateIdentity;
@@ -177,8 +113,6 @@ export interface RecordResult {
   readonly ogg: Uint8Array;
   readonly durationMs: number;
 }
-
-const SAMPLE_RATE = 16000;
 
 function toError(err: unknown): Error {
   return err instanceof Error ? err : new Error(String(err));
@@ -382,61 +316,6 @@ export abstract class Endpoint extends TypedEmitter<EndpointEvents> {
   // -------------------------------------------------------------------------------------------
   // Sending
 
-  /** Loads `seconds` of mono 16 kHz PCM from an audio input (WAV inputs are downmixed and resampled). */
-  protected async loadPcm(seconds: number, input: AudioInput): Promise<Int16Array> {
-    const durationMs = Math.round(seconds * 1000);
-    switch (input.kind) {
-      case 'synth':
-        return synthesizeSpeech({ seed: input.seed, durationMs, sampleRate: SAMPLE_RATE });
-      case 'wav':
-      case 'wav-bytes': {
-        const bytes = input.kind === 'wav' ? new Uint8Array(await readFile(input.path)) : input.bytes;
-        const pcm = readWavAsMono(bytes, SAMPLE_RATE);
-        return pcm.subarray(0, Math.min(pcm.length, Math.round((SAMPLE_RATE * durationMs) / 1000)));
-      }
-      case 'pcm': {
-        if (input.sampleRate !== SAMPLE_RATE) throw new RangeError(`pcm input must be ${SAMPLE_RATE} Hz`);
-        return input.samples.subarray(
-          0,
-          Math.min(input.samples.length, Math.round((SAMPLE_RATE * durationMs) / 1000)),
-        );
-      }
-      case 'encoded':
-        throw new TypeError('encoded input has no PCM');
-      default:
-        throw new TypeError('unknown audio input');
-    }
-  }
-
-  /** Microphone model (20 ms frames) → pooled Opus encoder → Ogg Opus. */
-  protected async encode(
-    seconds: number,
-    input: AudioInput,
-  ): Promise<{ ogg: Uint8Array; durationMs: number; packets: number }> {
-    const source = await this.loadPcm(seconds, input);
-    // The microphone model slices the input into frames exactly as a toy's ADC would deliver them.
-    const mic = new Microphone({
-      source: bufferSource(source, SAMPLE_RATE),
-      frameMs: this.encoderSettings.frameMs,
-    });
-    const pcm = new Int16Array(Math.ceil(source.length / mic.frameSamples) * mic.frameSamples);
-    let off = 0;
-    for await (const frame of mic.frames()) {
-      pcm.set(frame, off);
-      off += frame.length;
-    }
-    const serialBytes = this.random(4);
-    const serial =
-      ((serialBytes[0]! << 24) | (serialBytes[1]! << 16) | (serialBytes[2]! << 8) | serialBytes[3]!) >>> 0;
-    const encoded = await this.pool.use(this.encoderSettings, (encoder) =>
-      encodePcmToOgg(source.length === pcm.length ? pcm : pcm.subarray(0, source.length), {
-        serial,
-        encoder,
-      }),
-    );
-    return encoded;
-  }
-
   /**
    * Push-to-talk: records `seconds` from `input` through the microphone model (20 ms frames),
    * encodes with a pooled Opus encoder into Ogg, seals to `to` (default: the family's other
@@ -456,7 +335,10 @@ export abstract class Endpoint extends TypedEmitter<EndpointEvents> {
     outbox.assertRoom(); // refuse before the work, not after
     if (this.opts.pacedRecording) await this.clock.sleep(seconds * 1000);
 
-    const encoded = input.kind === 'encoded' ? input : await this.encode(seconds, input);
+    const encoded =
+      input.kind === 'encoded'
+        ? input
+        : await recordAudio(seconds, input, this.encoderSettings, this.pool, this.random);
     const durationMs = Math.round(encoded.durationMs);
     this.emit('recorded', { durationMs, oggBytes: encoded.ogg.length, packets: encoded.packets });
 
@@ -629,39 +511,28 @@ export abstract class Endpoint extends TypedEmitter<EndpointEvents> {
       duplicate,
       ogg: opened.ogg,
     });
-    if (!duplicate) await this.play(clipId, header.sender, opened.ogg);
+    if (!duplicate) {
+      const played = await playClip(
+        {
+          playDir: this.opts.playDir,
+          playFormat: this.opts.playFormat,
+          decode: this.opts.decodeReceived,
+          fileName: (from, id, format) => this.playFileName(from, id, format),
+        },
+        clipId,
+        header.sender,
+        opened.ogg,
+      );
+      this.emit('played', { clipId, sender: header.sender, ...played });
+    }
     // [PLK-8.2] duplicates are receipted again (the gateway may have lost the first receipt).
     await this.sendReceipt(header.sender, header.clipId, now);
   }
 
-  /** "Plays" a clip: decodes it (proving it is valid Ogg Opus) and writes it to playDir when configured. */
-  protected async play(clipId: string, sender: EndpointId, ogg: Uint8Array): Promise<void> {
-    const format = this.opts.playFormat ?? 'ogg';
-    const decode =
-      (this.opts.decodeReceived ?? true) || (this.opts.playDir !== undefined && format === 'wav');
-    let durationMs = 0;
-    let pcm: Int16Array | undefined;
-    if (decode) {
-      const d = decodeOggToPcm(ogg, { sampleRate: SAMPLE_RATE });
-      pcm = d.samples;
-      durationMs = Math.round(d.durationMs);
-    }
-    let file: string | undefined;
-    if (this.opts.playDir) {
-      file = join(this.opts.playDir, this.playFileName(sender, clipId, format));
-      if (format === 'wav' && pcm)
-        await writeFile(file, writeWav({ sampleRate: SAMPLE_RATE, channels: 1, samples: pcm }));
-      else await writeFile(file, ogg);
-    }
-    this.emit('played', { clipId, sender, durationMs, ...(file ? { file } : {}) });
-  }
-
-  /** File name for a played clip; overridable (the demo uses display names). */
+  /** File name for a played clip; overridable. */
   protected playFileName(sender: EndpointId, clipId: string, format: PlayFormat): string {
-    const safe = (s: string): string => s.replace(/[^A-Za-z0-9-]/g, '_');
-    const me = safe(this.name ?? this.id.slice(0, 8));
-    const from = safe(this.opts.nameOf?.(sender) ?? sender.slice(0, 8));
-    return `${me}-from-${from}-${clipId.slice(0, 12)}.${format === 'wav' ? 'wav' : 'opus'}`;
+    const from = this.opts.nameOf?.(sender) ?? sender.slice(0, 8);
+    return playedFileName(this.name ?? this.id.slice(0, 8), from, clipId, format);
   }
 
   private async sendReceipt(sender: EndpointId, clipId: Uint8Array, receivedAt: number): Promise<void> {
@@ -702,17 +573,5 @@ export abstract class Endpoint extends TypedEmitter<EndpointEvents> {
     } catch (err) {
       if (!isPlushlinkError(err)) this.emit('error', { where: 'receipt', error: toError(err) });
     }
-  }
-}
-
-export interface ToyOptions extends EndpointOptions {}
-
-/** A plush toy: seals its recordings to every parent of its family and plays the parents' messages. */
-export class Toy extends Endpoint {
-  constructor(opts: ToyOptions) {
-    super(opts);
-  }
-  protected defaultRecipients(): readonly PublicIdentity[] {
-    return this.family().filter((m) => m.role === 'parent');
   }
 }

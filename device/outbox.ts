@@ -1,9 +1,9 @@
 // Bounded outbox of sealed clip envelopes with per-sender sequence numbers, persisted atomically (temp file + rename).
-import { randomBytes } from 'node:crypto';
-import { open, readFile, rename, rm, stat } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { readFile, stat } from 'node:fs/promises';
+import { atomicWriteFile } from '../platform/files.ts';
 import { toHex } from '../shared/bytes.ts';
 import { decodeClip } from '../shared/envelope.ts';
+import { CodedError } from '../shared/errors.ts';
 import { isEndpointId } from '../shared/identity.ts';
 import { LIMITS } from '../shared/limits.ts';
 import type { EndpointId } from '../shared/types.ts';
@@ -28,14 +28,7 @@ export type OutboxErrorCode =
   | 'OUTBOX_REFUSED';
 
 /** Typed outbox failure. OUTBOX_FULL is the caller's signal to stop recording: nothing is ever dropped silently. */
-export class OutboxError extends Error {
-  readonly code: OutboxErrorCode;
-  constructor(code: OutboxErrorCode, message: string) {
-    super(message);
-    this.name = 'OutboxError';
-    this.code = code;
-  }
-}
+export class OutboxError extends CodedError<OutboxErrorCode> {}
 
 export interface OutboxOptions {
   /** Persist to this file (created 0600, replaced atomically on every change). In memory when absent. */
@@ -72,38 +65,6 @@ function positiveInt(name: string, v: number, max: number): number {
   if (!Number.isSafeInteger(v) || v < 1 || v > max)
     throw new RangeError(`${name} must be an integer in [1, ${max}], got ${v}`);
   return v;
-}
-
-/** Writes `data` to `path` atomically: a sibling temp file (0600) is written, fsynced and renamed over it. */
-export async function atomicWriteFile(path: string, data: string | Uint8Array): Promise<void> {
-  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
-  const fh = await open(tmp, 'wx', 0o600);
-  try {
-    await fh.writeFile(data);
-    await fh.sync();
-  } catch (err) {
-    await fh.close();
-    await rm(tmp, { force: true });
-    throw err;
-  }
-  await fh.close();
-  try {
-    await rename(tmp, path);
-  } catch (err) {
-    await rm(tmp, { force: true });
-    throw err;
-  }
-  // Make the rename itself durable (best effort: not every platform can fsync a directory).
-  try {
-    const dh = await open(dirname(path), 'r');
-    try {
-      await dh.sync();
-    } finally {
-      await dh.close();
-    }
-  } catch {
-    /* directory fsync unsupported */
-  }
 }
 
 function corrupt(path: string, why: string): OutboxError {

@@ -1,6 +1,7 @@
 // Parent app simulator: same identity model as a toy; sends voice messages to the family's toys, saves their clips as playable .opus files.
 import type { PublicIdentity } from '../shared/identity.ts';
-import { type AudioInput, Endpoint, type EndpointOptions, type RecordResult } from './toy.ts';
+import { Endpoint, type EndpointOptions, type RecordResult } from './endpoint.ts';
+import type { AudioInput } from './recorder.ts';
 
 export interface ParentAppOptions extends EndpointOptions {}
 

@@ -2,18 +2,19 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fleetMembers, generateFleet, registerFleet } from '../device/fleet.ts';
 import { ParentApp } from '../device/parent.ts';
 import { Toy } from '../device/toy.ts';
 import { WifiConnector } from '../device/transport/wifi.ts';
 import { startEmbeddedGateway } from '../gateway/embedded.ts';
 import { publicPart } from '../shared/identity.ts';
+import { registerRoster } from '../sim/provision.ts';
+import { generateRoster, rosterMembers } from '../sim/roster.ts';
 
 const dataDir = await mkdtemp(join(tmpdir(), 'plushlink-one-clip-'));
 const gw = await startEmbeddedGateway({ dataDir }); // SQLite store, audit log, 127.0.0.1:<free port>
-const roster = generateFleet({ families: 1, toysPerFamily: 1, parentsPerFamily: 1, seed: 'one-clip' });
-await registerFleet(gw.store, roster); // public keys + the family, nothing else
-const [bear, mum] = fleetMembers(roster).map((m) => m.identity);
+const roster = generateRoster({ families: 1, toysPerFamily: 1, parentsPerFamily: 1, seed: 'one-clip' });
+await registerRoster(gw.store, gw.audit, roster); // public keys + the family, nothing else
+const [bear, mum] = rosterMembers(roster).map((m) => m.identity);
 const common = {
   gateway: gw.identity,
   family: [bear!, mum!].map(publicPart),

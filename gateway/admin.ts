@@ -7,8 +7,9 @@ import {
   readIdentity,
   readPrivateKey,
   writeKeyDir,
-} from '../device/keystore.ts';
-import { toBase32 } from '../shared/bytes.ts';
+} from '../platform/keyfiles.ts';
+import { toBase32, toHex } from '../shared/bytes.ts';
+import { CodedError } from '../shared/errors.ts';
 import {
   generateIdentity,
   type PrivateIdentity,
@@ -42,14 +43,7 @@ import { openSqliteStore, type SqliteStore, STORE_FILE } from './store/sqlite.ts
 export { isFamilyId, parseFamilyId, StoreError } from './store/common.ts';
 
 /** A refused administrative action: stable code, one-line message (printed as-is by the CLI). */
-export class AdminError extends Error {
-  readonly code: string;
-  constructor(code: string, message: string) {
-    super(message);
-    this.name = 'AdminError';
-    this.code = code;
-  }
-}
+export class AdminError extends CodedError<string> {}
 
 export interface AdminOptions {
   /** Wall-clock time of the action in ms (default Date.now()). */
@@ -110,30 +104,120 @@ export async function provisionEndpoint(
   return publicPart(identity);
 }
 
+/** What a bulk registration did: new endpoints and families, and endpoints already known (skipped). */
+export interface BulkRegistration {
+  readonly endpoints: number;
+  readonly families: number;
+  /** Already registered with the same keys (a re-run against the same gateway data). */
+  readonly skipped: number;
+  readonly ms: number;
+}
+
+/** One family of a bulk registration. */
+export interface FamilyRegistration {
+  /** Keep this pseudonymous id (a seeded fleet re-run finds its family again); fresh when absent. */
+  readonly id?: FamilyId;
+  readonly members: readonly PublicIdentity[];
+}
+
+/** Store reads and writes issued at once so that the SQLite store group-commits them. */
+const BULK_CHUNK = 4096;
+
+async function inChunks<T>(items: readonly T[], fn: (item: T) => Promise<unknown>): Promise<void> {
+  for (let i = 0; i < items.length; i += BULK_CHUNK)
+    await Promise.all(items.slice(i, i + BULK_CHUNK).map(fn));
+}
+
 /**
- * Provisions `n` endpoints in one store transaction (simulated fleets): returns their private
- * identities in memory only — nothing secret is written anywhere. One audit event for the batch.
+ * New endpoints among `publics` (one transaction for all of them); endpoints already registered
+ * with the same signing key are skipped, an id registered with another key is refused.
+ */
+async function registerNewEndpoints(
+  store: GatewayStore,
+  publics: readonly PublicIdentity[],
+  now: number,
+): Promise<PublicIdentity[]> {
+  const existing: (EndpointRecord | undefined)[] = [];
+  for (let i = 0; i < publics.length; i += BULK_CHUNK) {
+    existing.push(
+      ...(await Promise.all(publics.slice(i, i + BULK_CHUNK).map((p) => store.getEndpoint(p.id)))),
+    );
+  }
+  const fresh: PublicIdentity[] = [];
+  publics.forEach((p, i) => {
+    const e = existing[i];
+    if (!e) fresh.push(p);
+    else if (toHex(e.signPublicKey) !== toHex(p.signPublicKey))
+      throw new AdminError('ADMIN_KEY_CONFLICT', `endpoint ${p.id} is registered with other keys`);
+  });
+  await store.addEndpoints(fresh.map((p) => toNewEndpoint(p, now)));
+  return fresh;
+}
+
+/**
+ * Registers many endpoints and their families at once (simulated fleets, load tests): new
+ * endpoints in one store transaction, families and memberships group-committed, ONE audit event
+ * for the batch. Idempotent: endpoints registered with the same key and families that exist are
+ * skipped, so a fleet can be registered again on every run. Private keys never come here.
+ */
+export async function registerFamilies(
+  store: GatewayStore,
+  audit: AuditLog,
+  families: readonly FamilyRegistration[],
+  opts?: AdminOptions & { source?: string },
+): Promise<BulkRegistration> {
+  const t0 = performance.now();
+  const now = nowOf(opts);
+  const random = opts?.random ?? systemRandom;
+  const withIds = families.map((f) => ({ id: f.id ?? newFamilyId(random), members: f.members }));
+  for (const f of withIds) {
+    parseFamilyId(f.id);
+    for (const m of f.members) checkRole(m.role);
+  }
+  const publics = withIds.flatMap((f) => f.members);
+  const fresh = new Set((await registerNewEndpoints(store, publics, now)).map((p) => p.id));
+  const known = new Set((await store.listFamilies()).map((f) => f.id));
+  const newFamilies = withIds.filter((f) => !known.has(f.id));
+  await inChunks(newFamilies, (f) => store.createFamily(f.id, now));
+  const memberships = withIds.flatMap((f) =>
+    f.members.filter((m) => fresh.has(m.id)).map((m) => ({ family: f.id, id: m.id })),
+  );
+  await inChunks(memberships, (m) => store.addFamilyMember(m.family, m.id));
+  if (fresh.size > 0 || newFamilies.length > 0) {
+    await audit.append({
+      at: now,
+      kind: 'endpoint.provisioned_bulk',
+      detail: { count: fresh.size, families: newFamilies.length, source: opts?.source ?? 'admin' },
+    });
+  }
+  return {
+    endpoints: fresh.size,
+    families: newFamilies.length,
+    skipped: publics.length - fresh.size,
+    ms: performance.now() - t0,
+  };
+}
+
+/**
+ * Provisions `n` endpoints without a family in one store transaction (benchmarks, tests): returns
+ * their private identities in memory only — nothing secret is written anywhere. One audit event.
  */
 export async function provisionMany(
   store: GatewayStore,
+  audit: AuditLog,
   role: EndpointRole,
   n: number,
   random: RandomSource,
-  opts?: { now?: number; audit?: AuditLog },
+  opts?: AdminOptions,
 ): Promise<PrivateIdentity[]> {
   checkRole(role);
   if (!Number.isSafeInteger(n) || n < 0 || n > 1_000_000)
     throw new RangeError(`n must be an integer in [0, 1000000], got ${n}`);
-  const now = Math.floor(opts?.now ?? Date.now());
+  const now = nowOf(opts);
   const ids: PrivateIdentity[] = new Array(n);
-  const recs: NewEndpoint[] = new Array(n);
-  for (let i = 0; i < n; i++) {
-    const id = generateIdentity(role, random);
-    ids[i] = id;
-    recs[i] = toNewEndpoint(id, now);
-  }
-  await store.addEndpoints(recs);
-  await opts?.audit?.append({ at: now, kind: 'endpoint.provisioned_bulk', detail: { role, count: n } });
+  for (let i = 0; i < n; i++) ids[i] = generateIdentity(role, random);
+  await store.addEndpoints(ids.map((id) => toNewEndpoint(id, now)));
+  await audit.append({ at: now, kind: 'endpoint.provisioned_bulk', detail: { role, count: n, families: 0 } });
   return ids;
 }
 

@@ -6,58 +6,50 @@ import { TOKEN_BYTES } from '../shared/limits.ts';
 import {
   type ConnectToken,
   decodeConnectToken,
-  type NonceOutcome,
   tokenExpiry,
   tokenReplayKey,
   verifyConnectToken,
 } from '../shared/token.ts';
 import type { EndpointId } from '../shared/types.ts';
-import type { EndpointRecord, GatewayStore, NonceStore } from './interfaces.ts';
+import type { EndpointRecord, GatewayStore, NonceOutcome, NonceStore } from './interfaces.ts';
+
+/**
+ * [PLK-12.6] Why a connection was refused, its CONNACK code, and what it means: the audit detail
+ * and metric label of every refusal. docs/PROTOCOL.md lists the same table (a test keeps them in
+ * sync). Credential problems (missing, malformed, stale, replayed, wrongly signed or addressed
+ * tokens) are 4; an id the gateway does not (or no longer) serve and a session shape we do not
+ * offer are 5; a client id that is not the username is 2; a gateway that cannot check freshness
+ * (full nonce cache, store failure) fails closed with 3.
+ */
+export const AUTH_REASONS = {
+  anonymous: { connack: 4, meaning: 'no username or no password' },
+  'bad-username': { connack: 4, meaning: 'the username is not an endpoint id' },
+  'client-id-mismatch': { connack: 2, meaning: 'the client id is not the username' },
+  'persistent-session': { connack: 5, meaning: 'clean session was not requested' },
+  will: { connack: 5, meaning: 'the CONNECT carries a will message' },
+  'malformed-token': { connack: 4, meaning: 'the password is not a well-formed connect token' },
+  'unknown-id': { connack: 5, meaning: 'the endpoint is not registered' },
+  revoked: { connack: 5, meaning: 'the endpoint is revoked' },
+  'wrong-gateway': { connack: 4, meaning: 'the token is bound to another gateway' },
+  'wrong-endpoint': { connack: 4, meaning: 'the token is bound to another endpoint' },
+  stale: { connack: 4, meaning: 'the token time is outside the window' },
+  'bad-signature': { connack: 4, meaning: 'the token signature does not verify' },
+  replay: { connack: 4, meaning: 'the token nonce was used before' },
+  'nonce-store-full': { connack: 3, meaning: 'the replay cache is full (fail closed)' },
+  'store-error': { connack: 3, meaning: 'the registry could not be read (fail closed)' },
+  'rate-limited': { connack: 3, meaning: 'too many connects from this address (not audited)' },
+} as const satisfies Record<string, { connack: ConnackCode; meaning: string }>;
 
 /** Why a connection was refused; used as audit detail and metric label. */
-export type AuthReason =
-  | 'anonymous'
-  | 'bad-username'
-  | 'client-id-mismatch'
-  | 'persistent-session'
-  | 'will'
-  | 'malformed-token'
-  | 'unknown-id'
-  | 'revoked'
-  | 'wrong-gateway'
-  | 'wrong-endpoint'
-  | 'stale'
-  | 'bad-signature'
-  | 'replay'
-  | 'nonce-store-full'
-  | 'store-error';
+export type AuthReason = keyof typeof AUTH_REASONS;
 
 /** MQTT 3.1.1 CONNACK return codes: 2 identifier rejected, 3 server unavailable, 4 bad user name or password, 5 not authorized. */
 export type ConnackCode = 2 | 3 | 4 | 5;
 
-/**
- * [PLK-12.1] CONNACK code per refusal. Credential problems (missing, malformed, stale, replayed,
- * wrongly signed or addressed tokens) are 4; an id the gateway does not (or no longer) serve and a
- * session shape we do not offer are 5; a client id that is not the username is 2; a gateway that
- * cannot check freshness (full nonce cache, store failure) fails closed with 3.
- */
-export const AUTH_RETURN_CODES: Readonly<Record<AuthReason, ConnackCode>> = {
-  anonymous: 4,
-  'bad-username': 4,
-  'client-id-mismatch': 2,
-  'persistent-session': 5,
-  will: 5,
-  'malformed-token': 4,
-  'unknown-id': 5,
-  revoked: 5,
-  'wrong-gateway': 4,
-  'wrong-endpoint': 4,
-  stale: 4,
-  'bad-signature': 4,
-  replay: 4,
-  'nonce-store-full': 3,
-  'store-error': 3,
-};
+/** CONNACK code per refusal reason [PLK-12.6]. */
+export const AUTH_RETURN_CODES: Readonly<Record<AuthReason, ConnackCode>> = Object.fromEntries(
+  Object.entries(AUTH_REASONS).map(([reason, r]) => [reason, r.connack]),
+) as Record<AuthReason, ConnackCode>;
 
 /** base64url without padding of a 130-byte token is 174 characters. */
 const TOKEN_B64_CHARS = Math.ceil((TOKEN_BYTES * 4) / 3);

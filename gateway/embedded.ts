@@ -2,7 +2,7 @@
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { readIdentity, readPrivateKey, writeKeyDir } from '../device/keystore.ts';
+import { readIdentity, readPrivateKey, writeKeyDir } from '../platform/keyfiles.ts';
 import { PlushlinkError } from '../shared/errors.ts';
 import {
   generateIdentity,

@@ -1,6 +1,9 @@
-// Inbox delivery: gateway proof first, then the stored backlog, then live clips and receipts, all at QoS 1 [PLK-4.4] [PLK-12.4].
+// Inbox delivery: gateway proof first, then the stored backlog in batches, then live clips and receipts, all at QoS 1 [PLK-4.4] [PLK-12.4].
 import type { Client, PublishPacket } from 'aedes';
+import type { Logger } from 'pino';
 import type { EndpointId } from '../shared/types.ts';
+import type { GatewayStore } from './interfaces.ts';
+import type { GatewayMetrics } from './metrics.ts';
 
 /** One inbox message: a raw wire object whose first byte says what it is (0x03 proof, 0x01 clip, 0x02 receipt). */
 export function inboxPacket(topic: string, payload: Uint8Array): PublishPacket {
@@ -57,5 +60,117 @@ export class InboxRegistry {
 
   get size(): number {
     return this.byId.size;
+  }
+}
+
+/** Backlog delivery state of one connection's inbox. */
+export interface InboxSession {
+  readonly endpointId: EndpointId;
+  readonly topic: string;
+  /** Backlog deliveries not yet receipted in this session ("sender:clipId"). */
+  readonly outstanding: Set<string>;
+  /** The last batch was full: more are waiting in the store. */
+  truncated: boolean;
+  running: boolean;
+  /** A refill was asked for while a batch was being written. */
+  again: boolean;
+}
+
+export function newInboxSession(endpointId: EndpointId, topic: string): InboxSession {
+  return { endpointId, topic, outstanding: new Set(), truncated: false, running: false, again: false };
+}
+
+/**
+ * Delivers to inboxes: the stored backlog when an endpoint subscribes (in batches, the next one
+ * once the previous is receipted), and live clips and receipts to whoever is connected. Every
+ * message goes through the recipient's own connection (see InboxRegistry).
+ */
+export class Forwarder {
+  readonly inboxes = new InboxRegistry();
+
+  constructor(
+    private readonly store: GatewayStore,
+    private readonly metrics: GatewayMetrics,
+    private readonly log: Logger,
+    private readonly backlogBatch: number,
+  ) {}
+
+  /** [PLK-4.4] After the proof: the endpoint receives live messages, and its backlog is sent. */
+  open(client: Client, session: InboxSession): void {
+    this.inboxes.set(session.endpointId, client);
+    void this.sendBacklog(client, session);
+  }
+
+  /** The connection is gone (a takeover keeps the newer one). */
+  close(client: Client, session: InboxSession): void {
+    this.inboxes.delete(session.endpointId, client);
+  }
+
+  /**
+   * Sends up to `backlogBatch` undelivered clips, oldest first [PLK-12.4]. When the batch was full,
+   * the next one is sent once this session has receipted the whole batch (a refill requested while
+   * a batch is still being written runs right after it).
+   */
+  async sendBacklog(client: Client, session: InboxSession): Promise<void> {
+    if (session.running) {
+      session.again = true;
+      return;
+    }
+    session.running = true;
+    try {
+      do {
+        session.again = false;
+        const t0 = performance.now();
+        const pending = await this.store.pendingFor(session.endpointId, this.backlogBatch);
+        this.metrics.storeLatency.observe({ op: 'pendingFor' }, (performance.now() - t0) / 1000);
+        session.truncated = pending.length >= this.backlogBatch;
+        for (const p of pending) {
+          if (client.closed) return;
+          const key = `${p.sender}:${p.clipId}`;
+          if (session.outstanding.has(key)) continue;
+          session.outstanding.add(key);
+          await publishTo(client, session.topic, p.envelope);
+          this.metrics.clipsForwarded.inc();
+        }
+      } while (session.again && !client.closed);
+    } catch (err) {
+      if (!client.closed)
+        this.log.warn({ err: String(err), endpoint: session.endpointId }, 'backlog delivery failed');
+    } finally {
+      session.running = false;
+    }
+  }
+
+  /** A receipt from this session's endpoint: refill a truncated backlog once its batch is receipted. */
+  receipted(client: Client, session: InboxSession, sender: EndpointId, clipIdHex: string): void {
+    if (
+      session.outstanding.delete(`${sender}:${clipIdHex}`) &&
+      session.truncated &&
+      session.outstanding.size === 0
+    ) {
+      void this.sendBacklog(client, session);
+    }
+  }
+
+  /** A clip just stored: to every recipient that is connected now (the others get it from the backlog). */
+  forwardClip(
+    recipients: readonly EndpointId[],
+    inboxOf: (id: EndpointId) => string,
+    envelope: Uint8Array,
+  ): void {
+    for (const r of recipients) {
+      const target = this.inboxes.get(r);
+      if (!target) continue;
+      publishTo(target, inboxOf(r), envelope).then(
+        () => this.metrics.clipsForwarded.inc(),
+        () => {},
+      );
+    }
+  }
+
+  /** [PLK-12.4] A receipt: to the clip's sender when it is connected. */
+  forwardReceipt(sender: EndpointId, topic: string, receipt: Uint8Array): void {
+    const target = this.inboxes.get(sender);
+    if (target) publishTo(target, topic, receipt).catch(() => {});
   }
 }

@@ -1,35 +1,44 @@
 // Clip and receipt ingest: the ordered acceptance checks of a publish, ending in the durable store write [PLK-12.1].
 import { toHex } from '../shared/bytes.ts';
 import type { CryptoSuite } from '../shared/crypto.ts';
-import { type DecodedClip, decodeClip, verifyClip } from '../shared/envelope.ts';
+import { type DecodedEnvelope, decodeClip, verifyClip } from '../shared/envelope.ts';
 import { LIMITS, MSG, RECEIPT_BYTES } from '../shared/limits.ts';
 import { decodeReceipt, type Receipt, verifyReceipt } from '../shared/receipt.ts';
 import type { EndpointId } from '../shared/types.ts';
 import type { ClipRecord, EndpointRecord, FamilyId, GatewayStore, RateLimiter } from './interfaces.ts';
 
+/**
+ * [PLK-12.6] Why a publish was refused, and what it means: the audit detail and metric label of
+ * every refusal (the connection is then closed). docs/PROTOCOL.md lists the same table (a test
+ * keeps them in sync). Listed in the order of the checks [PLK-12.1]; store-error can happen at any
+ * store step.
+ */
+export const INGEST_REASONS = {
+  topic: "not one of the connection's own clip, relay or rcpt topics",
+  retain: 'the retain flag is set',
+  qos: 'QoS 2 was requested',
+  size: 'the envelope is larger than the limit',
+  malformed: 'the envelope does not decode within the limits',
+  sender: "the envelope sender is not the connection's endpoint",
+  'rate-clips': "the endpoint's clip rate is exceeded",
+  'rate-bytes': "the endpoint's byte rate is exceeded",
+  'sender-revoked': 'the publishing endpoint, or the relayed sender, is revoked',
+  'no-family': 'the publishing endpoint belongs to no family',
+  'relay-not-family': "a relayed envelope's sender is not in the relaying endpoint's family",
+  'not-family': "a recipient is not in the sender's family",
+  'recipient-revoked': 'a recipient is revoked',
+  'bad-signature': "the envelope signature does not verify with the sender's registered key",
+  replay: 'the sequence number is not above the last accepted one',
+  duplicate: 'the clip id was used before with another sequence number',
+  'store-error': 'the store could not be read or written (nothing acknowledged)',
+  'receipt-malformed': 'the receipt does not decode',
+  'receipt-recipient': "the receipt is not signed for the connection's endpoint",
+  'rate-receipts': "the endpoint's receipt rate is exceeded",
+  'receipt-bad-signature': 'the receipt signature does not verify',
+} as const;
+
 /** Why a publish was refused; used as audit detail and metric label. */
-export type IngestReason =
-  | 'topic'
-  | 'retain'
-  | 'qos'
-  | 'size'
-  | 'malformed'
-  | 'sender'
-  | 'relay-not-family'
-  | 'rate-clips'
-  | 'rate-bytes'
-  | 'rate-receipts'
-  | 'sender-revoked'
-  | 'no-family'
-  | 'not-family'
-  | 'recipient-revoked'
-  | 'bad-signature'
-  | 'replay'
-  | 'duplicate'
-  | 'store-error'
-  | 'receipt-malformed'
-  | 'receipt-recipient'
-  | 'receipt-bad-signature';
+export type IngestReason = keyof typeof INGEST_REASONS;
 
 export interface IngestContext {
   readonly store: GatewayStore;
@@ -50,7 +59,7 @@ export interface IngestContext {
 export type ClipOutcome =
   | {
       readonly kind: 'accepted';
-      readonly clip: DecodedClip;
+      readonly clip: DecodedEnvelope;
       readonly clipId: string;
       readonly recipients: readonly EndpointId[];
     }
@@ -112,7 +121,7 @@ export class RegistryCache {
 /** A clip that passed every check before the store write. */
 export interface PreparedClip {
   readonly kind: 'prepared';
-  readonly clip: DecodedClip;
+  readonly clip: DecodedEnvelope;
   readonly clipId: string;
   readonly recipients: readonly EndpointId[];
   readonly record: ClipRecord;
@@ -120,9 +129,11 @@ export interface PreparedClip {
 
 /**
  * [PLK-12.1] Acceptance checks of a clip envelope published by `endpoint`, in order: size limit,
- * structural decode within limits, sender = the connection's endpoint, per-endpoint clip and byte
- * rate limits, recipients ⊆ the sender's family (no revoked member, a sender without family is
- * refused), signature with the sender's registered key. The store write is `commitClip`.
+ * structural decode within limits, sender = the connection's endpoint (skipped on relay),
+ * per-endpoint clip and byte rate limits, the publisher not revoked and in a family, on relay the
+ * sender a non-revoked member of that family [PLK-4.5], recipients ⊆ the sender's family (no
+ * revoked member), signature with the sender's registered key. The first failing check gives the
+ * reason. The store write is `commitClip`.
  */
 export async function prepareClip(
   ctx: IngestContext,
@@ -135,7 +146,7 @@ export async function prepareClip(
   if (payload.length > Math.min(ctx.maxEnvelopeBytes, LIMITS.maxEnvelopeBytes)) {
     return refusedClip('size', `${payload.length} bytes`);
   }
-  let clip: DecodedClip;
+  let clip: DecodedEnvelope;
   try {
     clip = decodeClip(payload);
   } catch (err) {
@@ -224,7 +235,10 @@ export async function ingestClip(
 export type ReceiptOutcome =
   /** The delivery was recorded; the receipt should be forwarded to the clip's sender. */
   | { readonly kind: 'delivered'; readonly receipt: Receipt }
-  /** Valid receipt for a delivery the store no longer knows (a duplicate, or already expired). */
+  /**
+   * Valid receipt for a delivery the store no longer knows: the clip is gone (every recipient
+   * receipted it, or it expired). A repeated receipt while other recipients are pending is `delivered`.
+   */
   | { readonly kind: 'unknown'; readonly receipt: Receipt }
   | { readonly kind: 'refused'; readonly reason: IngestReason };
 

@@ -1,5 +1,4 @@
 // Seams of the gateway: everything gateway nodes would have to share sits behind these interfaces [PLK-12].
-import type { NonceOutcome } from '../shared/token.ts';
 import type { Brand, EndpointId } from '../shared/types.ts';
 
 /** Pseudonymous family id: "f" + 26 lowercase base32 chars of 16 random bytes. Never a name. */
@@ -126,6 +125,9 @@ export interface RateLimiter {
   /** Takes `cost` tokens from `key`'s bucket; false when not enough are left. */
   take(key: string, cost: number, now: number): Promise<boolean>;
 }
+
+/** fresh: recorded now; replay: seen and unexpired; full: no room, refused (fail closed). */
+export type NonceOutcome = 'fresh' | 'replay' | 'full';
 
 /** Connect-token nonce replay cache [PLK-3.5]. */
 export interface NonceStore {

@@ -1,6 +1,5 @@
 // In-process rate limiting (token buckets, bounded with LRU eviction) and the connect-nonce replay store [PLK-3.5].
-import { MemoryNonceCache, type NonceOutcome } from '../shared/token.ts';
-import type { NonceStore, RateLimiter } from './interfaces.ts';
+import type { NonceOutcome, NonceStore, RateLimiter } from './interfaces.ts';
 
 export interface TokenBucketOptions {
   /** Bucket size: the largest burst. */
@@ -106,14 +105,16 @@ export class MemoryRateLimiter implements RateLimiter {
  * Bounded; fails closed (refuses) when full of unexpired nonces.
  */
 export class MemoryNonceStore implements NonceStore {
-  private readonly cache: MemoryNonceCache;
+  /** Nonce key → expiry (ms), in insertion order. */
+  private readonly entries = new Map<string, number>();
 
-  constructor(capacity = 200_000) {
-    this.cache = new MemoryNonceCache(capacity);
+  constructor(readonly capacity = 200_000) {
+    if (!Number.isInteger(capacity) || capacity < 1)
+      throw new RangeError('capacity must be a positive integer');
   }
 
   get size(): number {
-    return this.cache.size;
+    return this.entries.size;
   }
 
   /** Synchronous form of add(). */
@@ -121,7 +122,20 @@ export class MemoryNonceStore implements NonceStore {
     if (typeof key !== 'string' || key.length === 0) throw new TypeError('key must be a non-empty string');
     if (!Number.isFinite(expiresAt) || !Number.isFinite(now))
       throw new TypeError('expiresAt and now must be finite (ms)');
-    return this.cache.record(key, expiresAt, now);
+    const seen = this.entries.get(key);
+    if (seen !== undefined && seen >= now) return 'replay';
+    if (seen === undefined && this.entries.size >= this.capacity) {
+      this.sweep(now);
+      if (this.entries.size >= this.capacity) return 'full';
+    }
+    this.entries.delete(key);
+    this.entries.set(key, expiresAt);
+    return 'fresh';
+  }
+
+  /** Drops every expired entry; runs only when the cache is full. */
+  private sweep(now: number): void {
+    for (const [k, exp] of this.entries) if (exp < now) this.entries.delete(k);
   }
 
   add(key: string, expiresAt: number, now: number): Promise<NonceOutcome> {

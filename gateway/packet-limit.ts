@@ -12,6 +12,18 @@ import { Duplex } from 'node:stream';
  * bodies here: Aedes still parses everything; this layer only refuses to let it buffer too much.
  */
 
+/**
+ * [PLK-12.6] Why a connection was closed at the socket, before or beside MQTT: the
+ * `socket_violations` metric label.
+ */
+export const SOCKET_VIOLATIONS = {
+  oversize: 'a packet announces more than the maximum packet size',
+  malformed: 'the fixed header is not valid MQTT',
+  'not-connect': 'the first packet is not a CONNECT',
+  'connect-timeout': 'no CONNECT within the connect timeout',
+} as const;
+export type SocketViolation = keyof typeof SOCKET_VIOLATIONS;
+
 export interface PacketLimitOptions {
   /** Largest accepted remaining length (bytes after the fixed header) of any packet. */
   readonly maxPacketBytes: number;
@@ -20,7 +32,7 @@ export interface PacketLimitOptions {
   /** Bytes buffered for Aedes before the socket is paused; default 256 KiB. */
   readonly readBufferBytes?: number;
   /** Called once when the limit trips, before the socket is destroyed. */
-  readonly onViolation?: (reason: 'oversize' | 'malformed' | 'not-connect', declared: number) => void;
+  readonly onViolation?: (reason: Exclude<SocketViolation, 'connect-timeout'>, declared: number) => void;
 }
 
 const State = { Header: 0, Length: 1, Body: 2 } as const;

@@ -1,5 +1,5 @@
-// Key directories on disk: private key file (mode 0600) and public identity JSON [PLK-1.4].
-import { chmod, mkdir, open, readFile, stat } from 'node:fs/promises';
+// Key directories on disk, shared by toys, parent apps, the gateway and the CLI: private key file (mode 0600) and public identity JSON [PLK-1.4].
+import { chmod, mkdir, open, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PlushlinkError } from '../shared/errors.ts';
 import {
@@ -11,6 +11,7 @@ import {
   privateKeyToJson,
 } from '../shared/identity.ts';
 import { LIMITS } from '../shared/limits.ts';
+import { readLimitedText } from './files.ts';
 
 export const PRIVATE_KEY_FILE = 'endpoint.key';
 export const IDENTITY_FILE = 'identity.json';
@@ -42,11 +43,11 @@ export async function writeKeyDir(
   return { keyFile, identityFile };
 }
 
-async function readLimited(path: string, limit: number): Promise<string> {
-  const st = await stat(path);
-  if (!st.isFile()) throw new PlushlinkError('PLK_E_KEY_FILE', `${path} is not a file`);
-  if (st.size > limit) throw new PlushlinkError('PLK_E_LIMIT', `${path} is larger than ${limit} bytes`);
-  return readFile(path, 'utf8');
+function readLimited(path: string, limit: number): Promise<string> {
+  return readLimitedText(path, limit, {
+    notFile: (p) => new PlushlinkError('PLK_E_KEY_FILE', `${p} is not a file`),
+    tooLarge: (p, n) => new PlushlinkError('PLK_E_LIMIT', `${p} is larger than ${n} bytes`),
+  });
 }
 
 /** Reads DIR/endpoint.key (or a key file path); refuses a key readable by group or others. */

@@ -1,13 +1,12 @@
 // Shared helpers for plushlink subcommands: one-line errors, option parsers, JSON output.
 import { type Command, InvalidArgumentError } from 'commander';
-import { PlushlinkError } from '../shared/errors.ts';
+import { CodedError, PlushlinkError } from '../shared/errors.ts';
 
 /** An error meant for the user: printed as one line, exit code 1 (2 for usage errors). */
-export class CliError extends Error {
+export class CliError extends CodedError<'CLI_USAGE' | 'CLI_FAILED'> {
   readonly exitCode: number;
-  constructor(message: string, exitCode = 1) {
-    super(message);
-    this.name = 'CliError';
+  constructor(message: string, exitCode = 1, options?: { readonly cause?: unknown }) {
+    super(exitCode === 2 ? 'CLI_USAGE' : 'CLI_FAILED', message, options);
     this.exitCode = exitCode;
   }
 }

@@ -68,7 +68,7 @@ export interface ClipHeader {
   readonly bodyNonce: Uint8Array;
 }
 
-export interface DecodedClip {
+export interface DecodedEnvelope {
   readonly header: ClipHeader;
   /** crypto_secretbox output: MAC (16) || ciphertext of the padded Ogg Opus bytes. */
   readonly body: Uint8Array;
@@ -171,7 +171,7 @@ export function sealClip(opts: SealClipOptions): Uint8Array {
 }
 
 /** [PLK-5.1] Structural decode within limits; does not verify the signature or decrypt. */
-export function decodeClip(bytes: Uint8Array): DecodedClip {
+export function decodeClip(bytes: Uint8Array): DecodedEnvelope {
   if (!(bytes instanceof Uint8Array)) throw new PlushlinkError('PLK_E_TYPE', 'envelope must be bytes');
   if (bytes.length > LIMITS.maxEnvelopeBytes) {
     throw new PlushlinkError(
@@ -235,7 +235,7 @@ export function decodeClip(bytes: Uint8Array): DecodedClip {
 
 /** [PLK-5.5] Verifies the sender's signature; throws PLK_E_BAD_SIGNATURE. */
 export function verifyClip(
-  clip: DecodedClip,
+  clip: DecodedEnvelope,
   senderSignPublicKey: Uint8Array,
   crypto = defaultCrypto(),
 ): void {
@@ -277,7 +277,7 @@ export function openClip(
 }
 
 /** Header fields as JSON-safe values, never secrets (for `plushlink clip inspect`, logs). */
-export function describeClip(clip: DecodedClip): Record<string, unknown> {
+export function describeClip(clip: DecodedEnvelope): Record<string, unknown> {
   const h = clip.header;
   return {
     type: 'clip',

@@ -1,4 +1,4 @@
-// Error catalog of the PlushLink wire protocol: stable codes, default messages, spec clauses [PLK-10].
+// Errors: the one base class (stable code + cause) and the wire protocol's error catalog with default messages and spec clauses [PLK-10].
 export const ERROR_CATALOG = {
   PLK_E_TYPE: { clause: 'PLK-10.1', message: 'a value has the wrong type' },
   PLK_E_TRUNCATED: { clause: 'PLK-10.1', message: 'input ended before the structure was complete' },
@@ -23,17 +23,33 @@ export const ERROR_CATALOG = {
 
 export type ErrorCode = keyof typeof ERROR_CATALOG;
 
-/** Typed protocol error: every decoder and verifier throws only this for bad input. */
-export class PlushlinkError extends Error {
-  readonly code: ErrorCode;
-  readonly clause: string;
-  constructor(code: ErrorCode, detail?: string) {
-    const entry = ERROR_CATALOG[code];
-    super(detail ? `${entry.message}: ${detail}` : entry.message);
-    this.name = 'PlushlinkError';
+/**
+ * Base of every error PlushLink throws on purpose: a stable machine-readable `code` (what callers
+ * branch on and tests assert), a one-line message for people, and the `cause` it wraps (never
+ * dropped when an error is translated). `name` is the subclass name.
+ */
+export class CodedError<C extends string | number = string> extends Error {
+  readonly code: C;
+  constructor(code: C, message: string, options?: { readonly cause?: unknown }) {
+    super(message, options && 'cause' in options ? { cause: options.cause } : undefined);
+    this.name = new.target.name;
     this.code = code;
+  }
+}
+
+/** Typed protocol error: every decoder and verifier throws only this for bad input. */
+export class PlushlinkError extends CodedError<ErrorCode> {
+  readonly clause: string;
+  constructor(code: ErrorCode, detail?: string, options?: { readonly cause?: unknown }) {
+    const entry = ERROR_CATALOG[code];
+    super(code, detail ? `${entry.message}: ${detail}` : entry.message, options);
     this.clause = entry.clause;
   }
+}
+
+/** True for any CodedError (optionally with this code). */
+export function isCodedError(err: unknown, code?: string | number): err is CodedError<string | number> {
+  return err instanceof CodedError && (code === undefined || err.code === code);
 }
 
 export function isPlushlinkError(err: unknown, code?: ErrorCode): err is PlushlinkError {

@@ -1,4 +1,4 @@
-// Connect token (endpoint → gateway) and gateway proof (gateway → endpoint), with a bounded nonce replay cache [PLK-3].
+// Connect token (endpoint → gateway) and gateway proof (gateway → endpoint), byte for byte [PLK-3].
 import { assertBytes, ByteReader, ByteWriter, bytesEqual, toHex } from './bytes.ts';
 import { type CryptoSuite, defaultCrypto } from './crypto.ts';
 import { PlushlinkError } from './errors.ts';
@@ -88,10 +88,10 @@ export function decodeConnectToken(bytes: Uint8Array): ConnectToken {
 }
 
 /**
- * [PLK-3.3..3.5] Full verification, in this order: structure, gateway id, endpoint id (= MQTT
- * username and client id), timestamp window, signature, then nonce freshness (only a token with a
- * valid signature may occupy the replay cache). Without `replay`, the caller must check the nonce
- * itself with tokenReplayKey()/tokenExpiry() (e.g. against a store shared by gateway nodes).
+ * [PLK-3.3..3.4] Verification, in this order: structure, gateway id, endpoint id (= MQTT
+ * username and client id), timestamp window, signature. Nonce freshness [PLK-3.5] is the caller's
+ * (`shared/` keeps no state): the gateway checks tokenReplayKey()/tokenExpiry() against its
+ * NonceStore after this, so that only a correctly signed token may occupy the replay cache.
  */
 export function verifyConnectToken(
   bytes: Uint8Array,
@@ -101,7 +101,6 @@ export function verifyConnectToken(
     signPublicKey: Uint8Array;
     now: number;
     windowMs?: number;
-    replay?: NonceReplayCache;
     crypto?: CryptoSuite;
   },
 ): ConnectToken {
@@ -123,9 +122,6 @@ export function verifyConnectToken(
     token.signature,
     'connect token',
   );
-  if (opts.replay && !opts.replay.add(tokenReplayKey(token), tokenExpiry(token, windowMs), opts.now)) {
-    throw new PlushlinkError('PLK_E_REPLAY', 'connect token nonce already used');
-  }
   return token;
 }
 
@@ -195,47 +191,4 @@ export function verifyGatewayProof(
     'gateway proof',
   );
   return proof;
-}
-
-/**
- * [PLK-3.5] Remembers nonces until their token could no longer pass the timestamp check.
- * Implementations may be shared between gateway nodes; this one is in-process and bounded.
- */
-export interface NonceReplayCache {
-  /** Records `key` until `expiresAt`; false when it is already present or the cache is full. */
-  add(key: string, expiresAt: number, now: number): boolean;
-}
-
-/** fresh: recorded now; replay: seen and unexpired; full: no room, refused (fail closed). */
-export type NonceOutcome = 'fresh' | 'replay' | 'full';
-
-/** Bounded in-memory replay cache; fails closed (refuses) when full of unexpired nonces. */
-export class MemoryNonceCache implements NonceReplayCache {
-  private readonly entries = new Map<string, number>();
-  constructor(readonly capacity = 200_000) {
-    if (!Number.isInteger(capacity) || capacity < 1)
-      throw new RangeError('capacity must be a positive integer');
-  }
-  get size(): number {
-    return this.entries.size;
-  }
-  add(key: string, expiresAt: number, now: number): boolean {
-    return this.record(key, expiresAt, now) === 'fresh';
-  }
-  /** Like add(), but tells a replayed nonce apart from a full cache. */
-  record(key: string, expiresAt: number, now: number): NonceOutcome {
-    const seen = this.entries.get(key);
-    if (seen !== undefined && seen >= now) return 'replay';
-    if (seen === undefined && this.entries.size >= this.capacity) {
-      this.sweep(now);
-      if (this.entries.size >= this.capacity) return 'full';
-    }
-    this.entries.delete(key);
-    this.entries.set(key, expiresAt);
-    return 'fresh';
-  }
-  /** Drops every expired entry; runs only when the cache is full. */
-  sweep(now: number): void {
-    for (const [k, exp] of this.entries) if (exp < now) this.entries.delete(k);
-  }
 }

@@ -1,306 +1,25 @@
-// Simulated fleet: seeded bulk identities (one 0600 key file), registration in a gateway store, and a bounded run of toys and parent apps.
-import { chmod, mkdir, readFile, stat } from 'node:fs/promises';
+// Runs a roster of toys and parent apps against a gateway for a bounded time: real state machines, outboxes, Opus and crypto; delivery and latency statistics.
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import * as hdr from 'hdr-histogram-js';
-import type { AuditLog, EndpointRecord, FamilyId, GatewayStore, NewEndpoint } from '../gateway/interfaces.ts';
-import { fromHex, toBase32, toHex } from '../shared/bytes.ts';
-import {
-  identityFromSecrets,
-  identityToJson,
-  type PrivateIdentity,
-  type PublicIdentity,
-  publicPart,
-} from '../shared/identity.ts';
-import { KEY_BYTES } from '../shared/limits.ts';
+import { uniform01 } from '../device/backoff.ts';
+import { type DeviceClock, realClock, type Timer } from '../device/clock.ts';
+import { EncoderPool } from '../device/codec/pool.ts';
+import type { Endpoint } from '../device/endpoint.ts';
+import { TypedEmitter } from '../device/events.ts';
+import { ParentApp } from '../device/parent.ts';
+import type { AudioInput } from '../device/recorder.ts';
+import { Toy } from '../device/toy.ts';
+import type { Connector } from '../device/transport/wifi.ts';
+import type { PublicIdentity } from '../shared/identity.ts';
 import { seededRandom } from '../shared/random.ts';
 import type { EndpointId, RandomSource } from '../shared/types.ts';
-import { synthesizeSpeech } from './audio/synth.ts';
-import { uniform01 } from './backoff.ts';
-import { type DeviceClock, realClock, type Timer } from './clock.ts';
-import { encodePcmToOgg } from './codec/clip.ts';
-import { EncoderPool } from './codec/pool.ts';
-import { parentName, toyName } from './names.ts';
-import { atomicWriteFile } from './outbox.ts';
-import { ParentApp } from './parent.ts';
-import { type AudioInput, type Endpoint, Toy, TypedEmitter } from './toy.ts';
-import type { Connector } from './transport/wifi.ts';
-
-// ---------------------------------------------------------------------------------------------
-// Roster: who is in the fleet
-
-export interface FleetPlan {
-  readonly families: number;
-  readonly toysPerFamily: number;
-  readonly parentsPerFamily: number;
-  /** Every key and family id derives from it: the same seed gives the same fleet. */
-  readonly seed: string;
-}
-
-export interface FleetMember {
-  readonly identity: PrivateIdentity;
-  readonly role: 'toy' | 'parent';
-  /** 0-based family index. */
-  readonly family: number;
-  /** 0-based index within its role in the family. */
-  readonly index: number;
-  /** Local display name ("bear-1"): never leaves this process. */
-  readonly name: string;
-}
-
-export interface FleetFamily {
-  readonly index: number;
-  readonly id: FamilyId;
-  readonly toys: readonly FleetMember[];
-  readonly parents: readonly FleetMember[];
-}
-
-export interface FleetRoster {
-  readonly plan: FleetPlan;
-  readonly families: readonly FleetFamily[];
-}
-
-export const MAX_FLEET_ENDPOINTS = 100_000;
-
-export function validatePlan(plan: FleetPlan): FleetPlan {
-  const int = (name: string, v: number, min: number, max: number): void => {
-    if (!Number.isInteger(v) || v < min || v > max)
-      throw new RangeError(`${name} must be an integer in [${min}, ${max}], got ${v}`);
-  };
-  int('families', plan.families, 1, MAX_FLEET_ENDPOINTS);
-  int('toysPerFamily', plan.toysPerFamily, 1, 16);
-  int('parentsPerFamily', plan.parentsPerFamily, 1, 16);
-  if (plan.families * (plan.toysPerFamily + plan.parentsPerFamily) > MAX_FLEET_ENDPOINTS) {
-    throw new RangeError(`a fleet holds at most ${MAX_FLEET_ENDPOINTS} endpoints`);
-  }
-  if (typeof plan.seed !== 'string' || plan.seed.length === 0 || plan.seed.length > 200) {
-    throw new RangeError('seed must be a non-empty string of at most 200 characters');
-  }
-  return plan;
-}
-
-function familyIdFrom(random: RandomSource): FamilyId {
-  return `f${toBase32(random(16))}` as FamilyId;
-}
-
-/**
- * Generates every key of the fleet from the seed (simulation only: seeded keys are as secret as
- * the seed). About 0.3 ms per endpoint (two JWK key imports in Node's crypto): 10,000 in ~3 s.
- */
-export function generateFleet(plan: FleetPlan): FleetRoster {
-  validatePlan(plan);
-  const random = seededRandom(`plushlink/fleet/${plan.seed}`);
-  const member = (role: 'toy' | 'parent', family: number, index: number): FleetMember => ({
-    identity: identityFromSecrets(role, random(KEY_BYTES), random(KEY_BYTES)),
-    role,
-    family,
-    index,
-    name: role === 'toy' ? toyName(family, index) : parentName(family, index),
-  });
-  const families: FleetFamily[] = [];
-  for (let f = 0; f < plan.families; f++) {
-    const id = familyIdFrom(random);
-    const toys = Array.from({ length: plan.toysPerFamily }, (_, k) => member('toy', f, k));
-    const parents = Array.from({ length: plan.parentsPerFamily }, (_, k) => member('parent', f, k));
-    families.push({ index: f, id, toys, parents });
-  }
-  return { plan, families };
-}
-
-export function fleetMembers(roster: FleetRoster): FleetMember[] {
-  return roster.families.flatMap((f) => [...f.toys, ...f.parents]);
-}
-
-// ---------------------------------------------------------------------------------------------
-// Fleet key file
-
-/**
- * FLEETDIR/fleet.keys: every endpoint's private key in ONE file (mode 0600, created exclusively,
- * replaced atomically) rather than 10,000 key directories; FLEETDIR/fleet.json: the public roster
- * (ids, roles, public keys, pseudonymous family ids). Neither holds names: display names are
- * re-derived from the indexes by the process that shows them.
- */
-export const FLEET_KEYS_FILE = 'fleet.keys';
-export const FLEET_PUBLIC_FILE = 'fleet.json';
-
-interface FleetKeysJson {
-  plushlink: 'fleet-keys';
-  v: 1;
-  plan: { families: number; toysPerFamily: number; parentsPerFamily: number };
-  families: { id: string; toys: [string, string][]; parents: [string, string][] }[];
-}
-
-export async function writeFleetKeys(
-  dir: string,
-  roster: FleetRoster,
-): Promise<{ keysFile: string; publicFile: string }> {
-  await mkdir(dir, { recursive: true, mode: 0o700 });
-  const keysFile = join(dir, FLEET_KEYS_FILE);
-  const publicFile = join(dir, FLEET_PUBLIC_FILE);
-  const { families, toysPerFamily, parentsPerFamily } = roster.plan;
-  const secrets = (m: FleetMember): [string, string] => [
-    toHex(m.identity.signSeed),
-    toHex(m.identity.boxSecret),
-  ];
-  const keys: FleetKeysJson = {
-    plushlink: 'fleet-keys',
-    v: 1,
-    plan: { families, toysPerFamily, parentsPerFamily },
-    families: roster.families.map((f) => ({
-      id: f.id,
-      toys: f.toys.map(secrets),
-      parents: f.parents.map(secrets),
-    })),
-  };
-  await atomicWriteFile(keysFile, JSON.stringify(keys)); // 0600 temp file renamed into place
-  await chmod(keysFile, 0o600);
-  const pub = (m: FleetMember) => JSON.parse(identityToJson(m.identity)) as unknown;
-  const publicRoster = {
-    plushlink: 'fleet',
-    v: 1,
-    plan: keys.plan,
-    families: roster.families.map((f) => ({ id: f.id, toys: f.toys.map(pub), parents: f.parents.map(pub) })),
-  };
-  await atomicWriteFile(publicFile, JSON.stringify(publicRoster));
-  await chmod(publicFile, 0o644);
-  return { keysFile, publicFile };
-}
-
-/** Reads FLEETDIR/fleet.keys back (refusing a file readable by others); undefined when absent. */
-export async function readFleetKeys(dir: string): Promise<FleetRoster | undefined> {
-  const keysFile = join(dir, FLEET_KEYS_FILE);
-  let st: Awaited<ReturnType<typeof stat>>;
-  try {
-    st = await stat(keysFile);
-  } catch (err) {
-    if ((err as { code?: unknown }).code === 'ENOENT') return undefined;
-    throw err;
-  }
-  if ((st.mode & 0o077) !== 0) throw new Error(`${keysFile} is accessible by other users; chmod 600 it`);
-  if (st.size > 64 * 1024 * 1024) throw new Error(`${keysFile} is too large`);
-  const raw = JSON.parse(await readFile(keysFile, 'utf8')) as Partial<FleetKeysJson>;
-  if (raw.plushlink !== 'fleet-keys' || raw.v !== 1 || !raw.plan || !Array.isArray(raw.families)) {
-    throw new Error(`${keysFile} is not a PlushLink fleet key file`);
-  }
-  const plan: FleetPlan = { ...raw.plan, seed: 'from-file' }; // the seed itself is never stored
-  validatePlan(plan);
-  const load = (
-    role: 'toy' | 'parent',
-    family: number,
-    index: number,
-    pair: [string, string],
-  ): FleetMember => ({
-    identity: identityFromSecrets(
-      role,
-      fromHex(pair[0], 'signSeed', KEY_BYTES),
-      fromHex(pair[1], 'boxSecret', KEY_BYTES),
-    ),
-    role,
-    family,
-    index,
-    name: role === 'toy' ? toyName(family, index) : parentName(family, index),
-  });
-  const families = raw.families.map((f, i) => ({
-    index: i,
-    id: f.id as FamilyId,
-    toys: f.toys.map((p, k) => load('toy', i, k, p)),
-    parents: f.parents.map((p, k) => load('parent', i, k, p)),
-  }));
-  return { plan, families };
-}
-
-/** Same shape (counts) and the same keys: a fleet directory may be reused by a later run. */
-export function sameFleet(a: FleetRoster, b: FleetRoster): boolean {
-  const ma = fleetMembers(a);
-  const mb = fleetMembers(b);
-  return (
-    a.families.length === b.families.length &&
-    ma.length === mb.length &&
-    ma.every((m, i) => m.identity.id === mb[i]?.identity.id) &&
-    a.families.every((f, i) => f.id === b.families[i]?.id)
-  );
-}
-
-// ---------------------------------------------------------------------------------------------
-// Registration with the gateway
-
-export interface RegisterResult {
-  readonly endpoints: number;
-  readonly families: number;
-  /** Already registered with the same keys (a re-run against the same gateway data). */
-  readonly skipped: number;
-  readonly ms: number;
-}
-
-/**
- * Registers public keys and families directly in a GatewayStore (the gateway's SQLite file can be
- * opened beside a running gateway: WAL mode, busy timeout). New endpoints go in one transaction
- * (the store's addEndpoints, as gateway/admin.ts provisionMany uses), the rest is issued
- * concurrently so the SQLite store group-commits it. Idempotent: endpoints that exist with the same
- * key and families that exist are skipped. One audit event for the whole batch.
- */
-export async function registerFleet(
-  store: GatewayStore,
-  roster: FleetRoster,
-  opts: { now?: number; audit?: AuditLog } = {},
-): Promise<RegisterResult> {
-  const t0 = performance.now();
-  const now = Math.floor(opts.now ?? Date.now());
-  const CHUNK = 4096;
-  const members = fleetMembers(roster);
-  const existing: (EndpointRecord | undefined)[] = [];
-  for (let i = 0; i < members.length; i += CHUNK) {
-    existing.push(
-      ...(await Promise.all(members.slice(i, i + CHUNK).map((m) => store.getEndpoint(m.identity.id)))),
-    );
-  }
-  const newMembers: FleetMember[] = [];
-  members.forEach((m, i) => {
-    const e = existing[i];
-    if (!e) newMembers.push(m);
-    else if (toHex(e.signPublicKey) !== toHex(m.identity.signPublicKey))
-      throw new Error(`endpoint ${m.identity.id} exists with other keys`);
-  });
-  const known = new Set((await store.listFamilies()).map((f) => f.id));
-  const newFamilies = roster.families.filter((f) => !known.has(f.id));
-  for (let i = 0; i < newFamilies.length; i += CHUNK) {
-    await Promise.all(newFamilies.slice(i, i + CHUNK).map((f) => store.createFamily(f.id, now)));
-  }
-  const recs: NewEndpoint[] = newMembers.map((m) => ({
-    id: m.identity.id,
-    role: m.role,
-    signPublicKey: m.identity.signPublicKey,
-    boxPublicKey: m.identity.boxPublicKey,
-    createdAt: now,
-  }));
-  await store.addEndpoints(recs);
-  for (let i = 0; i < newMembers.length; i += CHUNK) {
-    await Promise.all(
-      newMembers
-        .slice(i, i + CHUNK)
-        .map((m) => store.addFamilyMember(roster.families[m.family]!.id, m.identity.id)),
-    );
-  }
-  if (recs.length > 0) {
-    await opts.audit?.append({
-      at: now,
-      kind: 'endpoint.provisioned_bulk',
-      detail: { count: recs.length, families: newFamilies.length, source: 'fleet' },
-    });
-  }
-  return {
-    endpoints: recs.length,
-    families: newFamilies.length,
-    skipped: members.length - newMembers.length,
-    ms: performance.now() - t0,
-  };
-}
-
-// ---------------------------------------------------------------------------------------------
-// Running the fleet
+import { familyPublics, type Roster, type RosterMember } from './roster.ts';
+import { type BankClip, buildSpeechBank } from './speech-bank.ts';
+import { type LatencySummary, newHistogram, recordMs, summarize } from './stats.ts';
 
 export interface FleetRunConfig {
-  readonly roster: FleetRoster;
+  readonly roster: Roster;
   readonly gateway: PublicIdentity;
   readonly connector: Connector;
   readonly durationMs: number;
@@ -345,15 +64,6 @@ export interface FleetRunConfig {
   readonly maxOutbox?: number;
 }
 
-export interface LatencySummary {
-  readonly count: number;
-  readonly p50: number;
-  readonly p90: number;
-  readonly p99: number;
-  readonly max: number;
-  readonly mean: number;
-}
-
 export interface FleetStats {
   readonly elapsedMs: number;
   readonly endpoints: number;
@@ -389,33 +99,7 @@ export interface FleetStats {
 
 export interface FleetRunnerEvents {
   /** Fired once per endpoint as it is created, so callers can attach their own listeners (the demo log). */
-  endpoint: { readonly member: FleetMember; readonly endpoint: Endpoint };
-}
-
-function histogram(): hdr.Histogram {
-  return hdr.build({
-    lowestDiscernibleValue: 1,
-    highestTrackableValue: 3_600_000,
-    numberOfSignificantValueDigits: 3,
-  });
-}
-
-function summarize(h: hdr.Histogram): LatencySummary {
-  if (h.totalCount === 0) return { count: 0, p50: 0, p90: 0, p99: 0, max: 0, mean: 0 };
-  return {
-    count: h.totalCount,
-    p50: h.getValueAtPercentile(50),
-    p90: h.getValueAtPercentile(90),
-    p99: h.getValueAtPercentile(99),
-    max: h.maxValue,
-    mean: Math.round(h.mean * 10) / 10,
-  };
-}
-
-/** Numeric seed for the synthetic speech generator, derived from a string. */
-function numericSeed(random: RandomSource): number {
-  const b = random(4);
-  return ((b[0]! << 24) | (b[1]! << 16) | (b[2]! << 8) | b[3]!) >>> 0;
+  endpoint: { readonly member: RosterMember; readonly endpoint: Endpoint };
 }
 
 /**
@@ -426,15 +110,14 @@ function numericSeed(random: RandomSource): number {
  */
 export class FleetRunner extends TypedEmitter<FleetRunnerEvents> {
   readonly config: FleetRunConfig;
-  readonly endpoints: { readonly member: FleetMember; readonly endpoint: Endpoint }[] = [];
+  readonly endpoints: { readonly member: RosterMember; readonly endpoint: Endpoint }[] = [];
   private readonly clock: DeviceClock;
   private readonly pool: EncoderPool;
   private readonly ownPool: boolean;
   private readonly timers = new Set<Timer>();
-  private readonly lat = histogram();
-  private readonly ackLat = histogram();
-  private readonly bank: Int16Array[] = [];
-  private readonly encodedBank: AudioInput[] = [];
+  private readonly lat = newHistogram();
+  private readonly ackLat = newHistogram();
+  private bank: readonly BankClip[] = [];
   /** Clip ids sealed in this run (clips from earlier runs may still arrive from the gateway's backlog). */
   private readonly sentClips = new Set<string>();
   private startedAt = 0;
@@ -505,12 +188,14 @@ export class FleetRunner extends TypedEmitter<FleetRunnerEvents> {
     this.timers.add(t);
   }
 
-  private talk(ep: Endpoint, member: FleetMember, everyMs: number, random: RandomSource, n: number): void {
+  private talk(ep: Endpoint, member: RosterMember, everyMs: number, random: RandomSource, n: number): void {
     if (!this.talking) return;
-    const k = (member.family + member.index + n) % this.bank.length;
-    const pcm = this.bank[k]!;
-    const seconds = pcm.length / 16000;
-    const input: AudioInput = this.encodedBank[k] ?? { kind: 'pcm', samples: pcm, sampleRate: 16000 };
+    const clip = this.bank[(member.family + member.index + n) % this.bank.length]!;
+    const seconds = clip.durationMs / 1000;
+    const input: AudioInput =
+      clip.ogg && clip.packets !== undefined
+        ? { kind: 'encoded', ogg: clip.ogg, durationMs: clip.durationMs, packets: clip.packets }
+        : { kind: 'pcm', samples: clip.pcm, sampleRate: 16000 };
     this.outstandingRecords++;
     ep.record(seconds, input)
       .catch((err: unknown) => this.countError('record', err instanceof Error ? err : new Error(String(err))))
@@ -522,7 +207,7 @@ export class FleetRunner extends TypedEmitter<FleetRunnerEvents> {
     this.schedule(next, () => this.talk(ep, member, everyMs, random, n + 1));
   }
 
-  private wire(ep: Endpoint, member: FleetMember): void {
+  private wire(ep: Endpoint, member: RosterMember): void {
     let wasOnline = false;
     ep.on('state', (e) => {
       if (e.to === 'online') {
@@ -547,7 +232,7 @@ export class FleetRunner extends TypedEmitter<FleetRunnerEvents> {
     });
     ep.on('acked', (e) => {
       this.counters.clipsAcked++;
-      this.ackLat.recordValue(Math.max(1, e.ms));
+      recordMs(this.ackLat, e.ms);
     });
     ep.on('abandoned', () => {
       this.counters.clipsAbandoned++;
@@ -560,7 +245,7 @@ export class FleetRunner extends TypedEmitter<FleetRunnerEvents> {
       else if (!this.sentClips.has(e.clipId)) this.counters.backlogDelivered++;
       else {
         this.counters.delivered++;
-        this.lat.recordValue(Math.max(1, e.latencyMs));
+        recordMs(this.lat, e.latencyMs);
       }
     });
     ep.on('error', (e) => this.countError(e.where, e.error));
@@ -571,17 +256,13 @@ export class FleetRunner extends TypedEmitter<FleetRunnerEvents> {
   async start(): Promise<void> {
     const cfg = this.config;
     const random = seededRandom(`plushlink/fleet-run/${cfg.seed}`);
-    const clipSeconds = cfg.clipSeconds ?? 3;
-    for (let i = 0; i < 8; i++)
-      this.bank.push(synthesizeSpeech({ seed: numericSeed(random), durationMs: clipSeconds * 1000 }));
     const encoderSettings = cfg.complexity !== undefined ? { complexity: cfg.complexity } : {};
-    if (cfg.reuseEncoded) {
-      for (const pcm of this.bank) {
-        const serial = numericSeed(random);
-        const e = await this.pool.use(encoderSettings, (encoder) => encodePcmToOgg(pcm, { serial, encoder }));
-        this.encodedBank.push({ kind: 'encoded', ogg: e.ogg, durationMs: e.durationMs, packets: e.packets });
-      }
-    }
+    this.bank = buildSpeechBank({
+      count: 8,
+      seconds: cfg.clipSeconds ?? 3,
+      seed: cfg.seed,
+      ...(cfg.reuseEncoded ? { encode: encoderSettings } : {}),
+    }).clips;
     if (cfg.outboxDir) await mkdir(cfg.outboxDir, { recursive: true, mode: 0o700 });
     if (cfg.outDir) await mkdir(cfg.outDir, { recursive: true });
     this.startedAt = this.clock.now();
@@ -594,7 +275,7 @@ export class FleetRunner extends TypedEmitter<FleetRunnerEvents> {
       Math.min(cfg.durationMs / 2, Math.max(Math.min(5000, cfg.durationMs / 4), endpointCount * 6));
     const parentEvery = cfg.parentTalkEveryMs ?? cfg.talkEveryMs * 4;
     for (const fam of cfg.roster.families) {
-      const publics = [...fam.toys, ...fam.parents].map((m) => publicPart(m.identity));
+      const publics = familyPublics(fam);
       for (const member of [...fam.toys, ...fam.parents]) {
         const common = {
           identity: member.identity,

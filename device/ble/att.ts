@@ -1,4 +1,5 @@
 // ATT PDUs used by the PlushLink service: opcodes, error codes, encoders (Core Spec v5.x Vol 3 Part F §3.4).
+import { CodedError } from '../../shared/errors.ts';
 
 /** ATT opcodes (Vol 3 Part F §3.4.8, Table 3.37). */
 export const ATT_OP = {
@@ -40,16 +41,16 @@ export const ATT_ERR = {
 } as const;
 
 /** A request answered with ATT_ERROR_RSP. */
-export class AttError extends Error {
+export class AttError extends CodedError<number> {
   constructor(
-    readonly code: number,
+    code: number,
     readonly requestOpcode: number,
     readonly handle: number,
   ) {
     super(
+      code,
       `ATT error 0x${code.toString(16).padStart(2, '0')} on handle 0x${handle.toString(16).padStart(4, '0')}`,
     );
-    this.name = 'AttError';
   }
 }
 

@@ -1,4 +1,4 @@
-// LE Secure Connections crypto toolbox: P-256 ECDH and f4, f5, f6, g2 (Core Spec v5.x Vol 3 Part H §2.2.5–2.2.9).
+// BLE pairing crypto toolbox: P-256 ECDH and f4, f5, f6, g2 (Core Spec v5.x Vol 3 Part H §2.2.5–2.2.9).
 import { createECDH } from 'node:crypto';
 import type { RandomSource } from '../../shared/types.ts';
 import { aesCmac } from './cmac.ts';

@@ -1,4 +1,4 @@
-// Security Manager: LE Secure Connections pairing with numeric comparison (Core Spec v5.x Vol 3 Part H §2.3.5.6, §3.5–3.6).
+// BLE pairing (Security Manager, SMP): LE Secure Connections with numeric comparison (Core Spec v5.x Vol 3 Part H §2.3.5.6, §3.5–3.6).
 import type { RandomSource } from '../../shared/types.ts';
 import { addressOctets, type BleAddress } from './air.ts';
 import {
@@ -10,7 +10,7 @@ import {
   generateP256KeyPair,
   type P256KeyPair,
   p256Dh,
-} from './smp-crypto.ts';
+} from './pairing-crypto.ts';
 
 /** SMP command codes (Vol 3 Part H §3.3, Table 3.3). */
 export const SMP = {

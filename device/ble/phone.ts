@@ -5,7 +5,7 @@ import { sameAddress } from './air.ts';
 import { ATT_OP, AttError, handlePdu, readU16, u16 } from './att.ts';
 import { COMMAND, decodeStatus, HANDLES, type ToyBleStatus } from './gatt.ts';
 import { CID, LinkEnd, type LinkSecurity } from './link.ts';
-import { type PairingFeatures, type PairingOutcome, type PairingUi, SmpInitiator } from './smp.ts';
+import { type PairingFeatures, type PairingOutcome, type PairingUi, SmpInitiator } from './pairing.ts';
 import type { LinkParams } from './timing.ts';
 
 export interface BlePhoneOptions {

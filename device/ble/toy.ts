@@ -4,7 +4,7 @@ import type { BleAddress, BlePeripheral, Connection } from './air.ts';
 import { sameAddress } from './air.ts';
 import { type GattStats, type ToyBleHandlers, ToyGattServer } from './gatt.ts';
 import { CID, LinkEnd, type LinkStats } from './link.ts';
-import { PAIRING_FAILED, type PairingFailedReason, type PairingUi, SMP, SmpResponder } from './smp.ts';
+import { PAIRING_FAILED, type PairingFailedReason, type PairingUi, SMP, SmpResponder } from './pairing.ts';
 
 export interface PairingWindowPolicy {
   /** How long the pairing window stays open after the physical button is pressed. */

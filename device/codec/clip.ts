@@ -86,7 +86,7 @@ export function encodePcmToOgg(pcm: Int16Array, opts: EncodeClipOptions): Encode
   }
 }
 
-export interface DecodedClip {
+export interface DecodedAudio {
   readonly sampleRate: OpusSampleRate;
   readonly channels: 1 | 2;
   /** Interleaved PCM, pre-skip removed, trimmed to the stream's duration, output gain applied. */
@@ -103,7 +103,7 @@ export function decodeOggToPcm(
     readonly limits?: OggReadLimits;
     readonly onProgress?: (done: number, total: number) => void;
   } = {},
-): DecodedClip {
+): DecodedAudio {
   const file = readOggOpus(ogg, opts.limits);
   const rate = opts.sampleRate ?? 16000;
   const channels = file.head.channels as 1 | 2;

@@ -1,4 +1,5 @@
 // Typed errors for the audio codec path (WAV, Opus, Ogg): a stable `code` plus a human message.
+import { CodedError } from '../../shared/errors.ts';
 
 /** Stable error codes raised by device/audio and device/codec. */
 export type CodecErrorCode =
@@ -21,11 +22,4 @@ export type CodecErrorCode =
   | 'CODEC_DESTROYED'
   | 'POOL_EXHAUSTED';
 
-export class CodecError extends Error {
-  readonly code: CodecErrorCode;
-  constructor(code: CodecErrorCode, message: string) {
-    super(message);
-    this.name = 'CodecError';
-    this.code = code;
-  }
-}
+export class CodecError extends CodedError<CodecErrorCode> {}

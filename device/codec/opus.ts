@@ -231,7 +231,9 @@ class NativeEncoder implements OpusEncoder {
     try {
       return n.encode(buf);
     } catch (err) {
-      throw new CodecError('OPUS_ENCODE_FAILED', `Opus encode failed: ${(err as Error).message}`);
+      throw new CodecError('OPUS_ENCODE_FAILED', `Opus encode failed: ${(err as Error).message}`, {
+        cause: err,
+      });
     }
   }
 
@@ -276,7 +278,9 @@ class NativeDecoder implements OpusDecoder {
     try {
       out = n.decode(buf);
     } catch (err) {
-      throw new CodecError('OPUS_DECODE_FAILED', `Opus decode failed: ${(err as Error).message}`);
+      throw new CodecError('OPUS_DECODE_FAILED', `Opus decode failed: ${(err as Error).message}`, {
+        cause: err,
+      });
     }
     // The returned Buffer may sit in Node's shared pool at an odd offset; copy into an aligned array.
     const pcm = new Int16Array(out.length >> 1);

@@ -1,4 +1,6 @@
 // Store helpers shared by every GatewayStore: typed store errors and input validation at the boundary [PLK-1][PLK-12].
+
+import { CodedError } from '../../shared/errors.ts';
 import { deriveEndpointId, isEndpointId } from '../../shared/identity.ts';
 import { KEY_BYTES } from '../../shared/limits.ts';
 import type { EndpointId } from '../../shared/types.ts';
@@ -14,14 +16,7 @@ export type StoreErrorCode =
   | 'STORE_CLOSED';
 
 /** A refused store operation (not a bug): stable code, one-line message. */
-export class StoreError extends Error {
-  readonly code: StoreErrorCode;
-  constructor(code: StoreErrorCode, message: string) {
-    super(message);
-    this.name = 'StoreError';
-    this.code = code;
-  }
-}
+export class StoreError extends CodedError<StoreErrorCode> {}
 
 const FAMILY_RE = /^f[a-z2-7]{26}$/;
 

@@ -3,11 +3,10 @@ import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync }
 import { cpus, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { publicPart } from '../../shared/identity.ts';
-import { buildAudioPool, seedNumber } from '../loadtest/audio.ts';
-import { buildFleet, workerInits } from '../loadtest/runner.ts';
+import { summarize } from '../../sim/stats.ts';
+import { loadtestOptions } from '../loadtest/options.ts';
+import { audioPool, buildFleet, registrations, workerInits } from '../loadtest/runner.ts';
 import { Session } from '../loadtest/session.ts';
-import { summarize } from '../loadtest/stats.ts';
 import {
   type ForkedGateway,
   findMosquitto,
@@ -37,37 +36,18 @@ const SETTLE_MS = QUICK ? 2000 : 4000;
 const OUT_DIR = join(process.cwd(), 'bench-results');
 
 function opts(toys: number, extra: Partial<LoadtestOptions> = {}): LoadtestOptions {
-  return {
-    gateway: 'embedded',
+  return loadtestOptions({
     toys,
-    toysPerFamily: 4,
     connectRate: 2000,
     clipRate: OFFERED,
-    clipSeconds: 8,
     durationMs: PHASE_MS,
-    scenario: 'steady',
-    workers: 2,
     seed: 'bench-gateway',
-    outDir: null,
-    allowRemote: false,
-    rampTargetP99Ms: 25,
-    rampStepMs: 5000,
-    rampFactor: 1.5,
     rampMaxSteps: 1,
-    attackShare: 0.2,
-    receipts: true,
-    parentsOpen: false,
-    compare: null,
     seal: 'resign',
     maxInflight: 1500,
     progress: false,
-    maxRunMs: 3_600_000,
-    gatewayPid: null,
-    gatewayMetricsUrl: null,
-    gatewayIdentityFile: null,
-    gatewayDataDir: null,
     ...extra,
-  };
+  });
 }
 
 const log = (s: string): void => {
@@ -140,7 +120,7 @@ interface Throughput {
   errors: Record<string, number>;
 }
 
-const pool = buildAudioPool(8, 4, seedNumber('bench-gateway'));
+const pool = audioPool(8, 'bench-gateway');
 
 /** Connects the fleet, then runs one phase at `rate` and returns the achieved figures. */
 async function throughputOn(
@@ -151,15 +131,13 @@ async function throughputOn(
   const o = opts(THROUGHPUT_TOYS, { clipRate: rate });
   const fleet = buildFleet(o);
   if ('provision' in target) {
-    await (target as ForkedGateway).provision(
-      fleet.families.map((f) => ({ toys: f.toys.map(publicPart), parents: [publicPart(f.parent)] })),
-    );
+    await (target as ForkedGateway).provision(registrations(fleet));
   }
   const session = new Session(target, workerInits(fleet, target.info, pool, o));
   const out: Throughput[] = [];
   try {
     await session.start();
-    await session.connect('parents', 2000, fleet.families.length);
+    await session.connect('parents', 2000, fleet.roster.families.length);
     await session.connect('toys', 2000, THROUGHPUT_TOYS);
     // warm-up (JIT, SQLite page cache, MQTT buffers)
     await session.run(Math.min(rate, 200), 0, 2000, 'warm-up');
@@ -254,14 +232,12 @@ async function stormOn(target: Target): Promise<StormBench> {
   const o = opts(STORM_TOYS, { clipRate: 1, connectRate: 2000 });
   const fleet = buildFleet(o);
   if ('provision' in target) {
-    await (target as ForkedGateway).provision(
-      fleet.families.map((f) => ({ toys: f.toys.map(publicPart), parents: [publicPart(f.parent)] })),
-    );
+    await (target as ForkedGateway).provision(registrations(fleet));
   }
   const session = new Session(target, workerInits(fleet, target.info, pool, o));
   try {
     await session.start();
-    await session.connect('parents', 2000, fleet.families.length);
+    await session.connect('parents', 2000, fleet.roster.families.length);
     await new Promise((r) => setTimeout(r, 1000));
     const before = session.sampleTarget();
     const t0 = performance.now();

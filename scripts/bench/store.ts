@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { provisionMany } from '../../gateway/admin.ts';
+import { openSqliteAuditLog } from '../../gateway/audit.ts';
 import type { NewEndpoint } from '../../gateway/interfaces.ts';
 import { openSqliteStore } from '../../gateway/store/sqlite.ts';
 import { toHex } from '../../shared/bytes.ts';
@@ -68,12 +69,14 @@ await run('concurrent (group commit)', 10_000, 256);
 {
   const dir = mkdtempSync(join(tmpdir(), 'plushlink-bench-'));
   const store = openSqliteStore(dir);
+  const audit = openSqliteAuditLog(dir);
   const t0 = performance.now();
-  await provisionMany(store, 'toy', 10_000, seededRandom('fleet'));
+  await provisionMany(store, audit, 'toy', 10_000, seededRandom('fleet'));
   const ms = performance.now() - t0;
   process.stdout.write(
     `provisionMany: 10,000 endpoints in ${Math.round(ms)} ms (${Math.round(10_000_000 / ms)}/s)\n`,
   );
+  await audit.close();
   await store.close();
   rmSync(dir, { recursive: true, force: true });
 }

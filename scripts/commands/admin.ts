@@ -2,7 +2,6 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Argument, type Command } from 'commander';
-import { PRIVATE_KEY_FILE } from '../../device/keystore.ts';
 import {
   type AdminHandles,
   addFamilyMember,
@@ -18,6 +17,7 @@ import {
 import type { AuditVerifyReport } from '../../gateway/audit.ts';
 import type { EndpointRole, FamilyId } from '../../gateway/interfaces.ts';
 import { isFamilyId } from '../../gateway/store/common.ts';
+import { PRIVATE_KEY_FILE } from '../../platform/keyfiles.ts';
 import { toHex } from '../../shared/bytes.ts';
 import { isEndpointId } from '../../shared/identity.ts';
 import type { EndpointId } from '../../shared/types.ts';

@@ -52,6 +52,7 @@ export function airtime(opts: AirtimeOpts): void {
     throw new CliError(
       message.replace(/^(\w+)/, (f) => FLAG_OF[f] ?? f),
       2,
+      { cause: err },
     );
   }
   const e = estimateTransfer(opts.bytes, params);

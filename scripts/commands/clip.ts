@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { open, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Command } from 'commander';
-import { readIdentity, readPrivateKey } from '../../device/keystore.ts';
+import { readIdentity, readPrivateKey } from '../../platform/keyfiles.ts';
 import { toHex } from '../../shared/bytes.ts';
 import {
   type CodecParams,

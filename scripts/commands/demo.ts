@@ -2,22 +2,16 @@
 import { mkdir } from 'node:fs/promises';
 import { join, relative, resolve } from 'node:path';
 import type { Command } from 'commander';
-import {
-  type FleetMember,
-  type FleetRoster,
-  FleetRunner,
-  type FleetStats,
-  generateFleet,
-  readFleetKeys,
-  registerFleet,
-  writeFleetKeys,
-} from '../../device/fleet.ts';
-import { NameBook } from '../../device/names.ts';
-import type { Endpoint } from '../../device/toy.ts';
+import type { Endpoint } from '../../device/endpoint.ts';
 import { WifiConnector } from '../../device/transport/wifi.ts';
 import { LOOPBACK_FLEET_RATE_LIMITS, startEmbeddedGateway } from '../../gateway/embedded.ts';
 import { toHex } from '../../shared/bytes.ts';
 import { systemRandom } from '../../shared/random.ts';
+import { FleetRunner, type FleetStats } from '../../sim/fleet-runner.ts';
+import { NameBook } from '../../sim/names.ts';
+import { registerRoster } from '../../sim/provision.ts';
+import { generateRoster, type Roster, type RosterMember } from '../../sim/roster.ts';
+import { readRosterFiles, writeRosterFiles } from '../../sim/roster-file.ts';
 import { action, durationOption, printJson } from '../cli-util.ts';
 
 // ---------------------------------------------------------------------------------------------
@@ -29,7 +23,7 @@ const kB = (n: number): string => (n >= 1024 ? `${(n / 1024).toFixed(1)} kB` : `
 /** Attaches a human-readable log to one endpoint. Display names exist only in this process. */
 export function attachDemoLog(
   ep: Endpoint,
-  member: FleetMember,
+  member: RosterMember,
   names: NameBook,
   write: (line: string) => void,
   cwd = process.cwd(),
@@ -113,17 +107,17 @@ export async function runDemo(
     write(`gateway data: ${eg.dataDir} (${eg.created ? 'created' : 'reused'})`);
     write(`gateway ${eg.identity.id} listening on ${eg.url}`);
     const fleetDir = join(dataDir, 'demo-fleet');
-    let roster: FleetRoster | undefined = await readFleetKeys(fleetDir);
+    let roster: Roster | undefined = await readRosterFiles(fleetDir);
     if (!roster) {
-      roster = generateFleet({
+      roster = generateRoster({
         families: 2,
         toysPerFamily: 1,
         parentsPerFamily: 2,
         seed: toHex(systemRandom(16)),
       });
-      await writeFleetKeys(fleetDir, roster);
+      await writeRosterFiles(fleetDir, roster);
     }
-    const reg = await registerFleet(eg.store, roster, { audit: eg.audit });
+    const reg = await registerRoster(eg.store, eg.audit, roster, { source: 'demo' });
     write(
       `fleet: ${roster.families.length} families (1 toy + 2 parent apps each); keys in ${relative(process.cwd(), fleetDir) || fleetDir}/fleet.keys (0600); ` +
         `${reg.endpoints} endpoints registered, ${reg.skipped} already known`,

@@ -3,23 +3,15 @@ import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
-import {
-  FLEET_KEYS_FILE,
-  type FleetPlan,
-  type FleetRoster,
-  FleetRunner,
-  type FleetStats,
-  generateFleet,
-  type RegisterResult,
-  readFleetKeys,
-  registerFleet,
-  writeFleetKeys,
-} from '../../device/fleet.ts';
-import { readIdentity } from '../../device/keystore.ts';
 import { WifiConnector } from '../../device/transport/wifi.ts';
-import { openAdmin } from '../../gateway/admin.ts';
+import { type BulkRegistration, openAdmin } from '../../gateway/admin.ts';
 import { gatewayDataPaths } from '../../gateway/embedded.ts';
+import { readIdentity } from '../../platform/keyfiles.ts';
 import type { PublicIdentity } from '../../shared/identity.ts';
+import { FleetRunner, type FleetStats } from '../../sim/fleet-runner.ts';
+import { registerRoster } from '../../sim/provision.ts';
+import { generateRoster, type Roster, type RosterPlan } from '../../sim/roster.ts';
+import { ROSTER_KEYS_FILE, readRosterFiles, writeRosterFiles } from '../../sim/roster-file.ts';
 import { action, CliError, durationOption, intOption, printJson } from '../cli-util.ts';
 import { formatSummary } from './demo.ts';
 
@@ -48,12 +40,12 @@ interface FleetCliOptions {
 }
 
 export interface FleetReport {
-  readonly plan: Omit<FleetPlan, 'seed'>;
+  readonly plan: Omit<RosterPlan, 'seed'>;
   readonly provisioning: {
     readonly keys: 'generated' | 'reused';
     readonly keyMs: number;
     readonly endpointsPerSecond: number | null;
-    readonly register: RegisterResult | null;
+    readonly register: BulkRegistration | null;
   };
   readonly stats: FleetStats;
 }
@@ -90,10 +82,10 @@ async function gatewayIdentity(o: FleetCliOptions): Promise<PublicIdentity> {
 /** Generates (or reuses) the fleet's keys in FLEETDIR. */
 async function loadRoster(
   dir: string,
-  plan: FleetPlan,
-): Promise<{ roster: FleetRoster; reused: boolean; ms: number }> {
+  plan: RosterPlan,
+): Promise<{ roster: Roster; reused: boolean; ms: number }> {
   const t0 = performance.now();
-  const existing = await readFleetKeys(dir);
+  const existing = await readRosterFiles(dir);
   if (existing) {
     const p = existing.plan;
     if (
@@ -102,13 +94,13 @@ async function loadRoster(
       p.parentsPerFamily !== plan.parentsPerFamily
     ) {
       throw new CliError(
-        `${join(dir, FLEET_KEYS_FILE)} holds another fleet (${p.families}×(${p.toysPerFamily}+${p.parentsPerFamily})); use another --dir`,
+        `${join(dir, ROSTER_KEYS_FILE)} holds another fleet (${p.families}×(${p.toysPerFamily}+${p.parentsPerFamily})); use another --dir`,
       );
     }
     return { roster: existing, reused: true, ms: performance.now() - t0 };
   }
-  const roster = generateFleet(plan);
-  await writeFleetKeys(dir, roster);
+  const roster = generateRoster(plan);
+  await writeRosterFiles(dir, roster);
   return { roster, reused: false, ms: performance.now() - t0 };
 }
 
@@ -171,7 +163,7 @@ function progressReporter(totalMs: number, enabled: boolean): Progress {
 
 export async function runFleetCommand(o: FleetCliOptions): Promise<FleetReport> {
   const { url, dir } = checkOptions(o);
-  const plan: FleetPlan = {
+  const plan: RosterPlan = {
     families: o.families,
     toysPerFamily: o.toysPerFamily,
     parentsPerFamily: o.parentsPerFamily,
@@ -185,16 +177,16 @@ export async function runFleetCommand(o: FleetCliOptions): Promise<FleetReport> 
     if (!o.json) process.stderr.write(`${s}\n`);
   };
   log(
-    `fleet: ${endpoints} endpoints in ${roster.families.length} families; keys ${reused ? 'reused from' : 'generated into'} ${join(dir, FLEET_KEYS_FILE)} (0600) in ${keyMs.toFixed(0)} ms`,
+    `fleet: ${endpoints} endpoints in ${roster.families.length} families; keys ${reused ? 'reused from' : 'generated into'} ${join(dir, ROSTER_KEYS_FILE)} (0600) in ${keyMs.toFixed(0)} ms`,
   );
 
-  let register: RegisterResult | null = null;
+  let register: BulkRegistration | null = null;
   if (o.gatewayData) {
     const admin = await openAdmin(resolve(o.gatewayData), {
       gatewayKey: gatewayDataPaths(resolve(o.gatewayData)).keyDir,
     });
     try {
-      register = await registerFleet(admin.store, roster, { audit: admin.audit });
+      register = await registerRoster(admin.store, admin.audit, roster, { source: 'fleet' });
     } finally {
       await admin.close();
     }

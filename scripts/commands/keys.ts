@@ -1,6 +1,6 @@
 // `plushlink keys …`: create an endpoint key directory (private key 0600 + public identity.json) [PLK-1.4].
 import { type Command, Option } from 'commander';
-import { IDENTITY_FILE, PRIVATE_KEY_FILE, readIdentity, writeKeyDir } from '../../device/keystore.ts';
+import { IDENTITY_FILE, PRIVATE_KEY_FILE, readIdentity, writeKeyDir } from '../../platform/keyfiles.ts';
 import { toHex } from '../../shared/bytes.ts';
 import { generateIdentity } from '../../shared/identity.ts';
 import type { Role } from '../../shared/types.ts';

@@ -2,13 +2,15 @@
 import { resolve } from 'node:path';
 import cliProgress from 'cli-progress';
 import { type Command, Option } from 'commander';
+import type { SealMode } from '../../sim/load-driver.ts';
 import { action, CliError, durationOption, intOption, numberOption } from '../cli-util.ts';
+import { LOADTEST_DEFAULTS } from '../loadtest/options.ts';
 import { renderHtml } from '../loadtest/report-html.ts';
 import { writeReportFiles } from '../loadtest/report-json-csv.ts';
 import { reportText } from '../loadtest/report-text.ts';
 import { runLoadtest } from '../loadtest/runner.ts';
 import { CAPS, checkTarget } from '../loadtest/safety.ts';
-import { type LoadtestOptions, SCENARIOS, type ScenarioName, type SealMode } from '../loadtest/types.ts';
+import { type LoadtestOptions, SCENARIOS, type ScenarioName } from '../loadtest/types.ts';
 
 interface RawOptions {
   gateway: string;
@@ -87,63 +89,82 @@ export function registerLoadtestCommands(program: Command): void {
     .option(
       '--gateway <url>',
       '"embedded" (in-process gateway on a free port), "forked" (same, in a child process) or mqtt://127.0.0.1:PORT',
-      'embedded',
+      LOADTEST_DEFAULTS.gateway,
     )
-    .option('--toys <n>', 'simulated toys', intOption('--toys', 1, CAPS.toys), 100)
+    .option('--toys <n>', 'simulated toys', intOption('--toys', 1, CAPS.toys), LOADTEST_DEFAULTS.toys)
     .option(
       '--toys-per-family <n>',
       'toys per family (each family has one parent)',
       intOption('--toys-per-family', 1, 15),
-      4,
+      LOADTEST_DEFAULTS.toysPerFamily,
     )
     .option(
       '--connect-rate <r>',
       'connects per second while the fleet comes up (0 = all at once)',
       intOption('--connect-rate', 0, CAPS.connectRate),
-      500,
+      LOADTEST_DEFAULTS.connectRate,
     )
     .option(
       '--clip-rate <c>',
       'clips per second, whole fleet',
       numberOption('--clip-rate', 0.1, CAPS.clipRate),
-      50,
+      LOADTEST_DEFAULTS.clipRate,
     )
-    .option('--clip-seconds <s>', 'length of each voice clip', numberOption('--clip-seconds', 0.1, 300), 8)
+    .option(
+      '--clip-seconds <s>',
+      'length of each voice clip',
+      numberOption('--clip-seconds', 0.1, 300),
+      LOADTEST_DEFAULTS.clipSeconds,
+    )
     .option(
       '--duration <d>',
       'traffic duration (e.g. 30s, 2m)',
       durationOption('--duration', 500, CAPS.durationMs),
-      10_000,
+      LOADTEST_DEFAULTS.durationMs,
     )
-    .addOption(new Option('--scenario <name>', 'traffic shape').choices([...SCENARIOS]).default('steady'))
-    .option('--workers <w>', 'generator worker threads', intOption('--workers', 1, CAPS.workers), 2)
-    .option('--seed <x>', 'seed for identities and audio', 'plushlink')
+    .addOption(
+      new Option('--scenario <name>', 'traffic shape')
+        .choices([...SCENARIOS])
+        .default(LOADTEST_DEFAULTS.scenario),
+    )
+    .option(
+      '--workers <w>',
+      'generator worker threads',
+      intOption('--workers', 1, CAPS.workers),
+      LOADTEST_DEFAULTS.workers,
+    )
+    .option('--seed <x>', 'seed for identities and audio', LOADTEST_DEFAULTS.seed)
     .option('--out <dir>', 'write report.json, *.csv and report.html here')
     .option('--allow-remote', 'allow a non-loopback --gateway (only against systems you own)')
     .option(
       '--ramp-target <ms>',
       'ramp: end-to-end p99 target',
       numberOption('--ramp-target', 0.1, 60_000),
-      25,
+      LOADTEST_DEFAULTS.rampTargetP99Ms,
     )
     .option(
       '--ramp-step <d>',
       'ramp: length of each step',
       durationOption('--ramp-step', 500, 600_000),
-      5_000,
+      LOADTEST_DEFAULTS.rampStepMs,
     )
     .option(
       '--ramp-factor <f>',
       'ramp: rate multiplier per step',
       numberOption('--ramp-factor', 1.05, 10),
-      1.5,
+      LOADTEST_DEFAULTS.rampFactor,
     )
-    .option('--ramp-steps <n>', 'ramp: most steps', intOption('--ramp-steps', 1, 50), 10)
+    .option(
+      '--ramp-steps <n>',
+      'ramp: most steps',
+      intOption('--ramp-steps', 1, 50),
+      LOADTEST_DEFAULTS.rampMaxSteps,
+    )
     .option(
       '--attack-share <f>',
       'attack: share of operations that are attacks',
       numberOption('--attack-share', 0.01, 0.9),
-      0.2,
+      LOADTEST_DEFAULTS.attackShare,
     )
     .addOption(
       new Option(
@@ -151,7 +172,7 @@ export function registerLoadtestCommands(program: Command): void {
         'full: seal+sign every clip; resign: reuse a sealed body, fresh header+signature per clip',
       )
         .choices(['full', 'resign'])
-        .default('full'),
+        .default(LOADTEST_DEFAULTS.seal),
     )
     .option('--no-receipts', 'parents do not publish signed receipts')
     .option('--open', 'parents verify and decrypt every clip (costs generator CPU)')
@@ -163,7 +184,7 @@ export function registerLoadtestCommands(program: Command): void {
       '--max-run <d>',
       'hard limit for the whole run',
       durationOption('--max-run', 1000, CAPS.maxRunMs),
-      3_600_000,
+      LOADTEST_DEFAULTS.maxRunMs,
     )
     .option('--gateway-identity <file>', 'external gateway: its public identity.json (pins the proof key)')
     .option('--gateway-data <dir>', 'external gateway: its data dir, to provision the simulated toys')

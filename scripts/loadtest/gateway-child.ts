@@ -1,8 +1,9 @@
 // Child-process host for a load-test target (`--gateway forked`, bare Aedes in bench): own event loop, CPU, memory, file descriptors.
-import { type ProvisionFamily, provisionFamilies, startEmbeddedGateway, startPlainAedes } from './targets.ts';
+import type { FamilyRegistration } from '../../gateway/admin.ts';
+import { startEmbeddedGateway, startPlainAedes } from './targets.ts';
 
 type Request =
-  | { readonly type: 'provision'; readonly families: readonly ProvisionFamily[] }
+  | { readonly type: 'provision'; readonly families: readonly FamilyRegistration[] }
   | { readonly type: 'counters' }
   | { readonly type: 'close' };
 
@@ -18,7 +19,7 @@ process.on('message', (m: Request) => {
       send({ type: 'provisioned' });
       return;
     }
-    provisionFamilies(embedded.store, m.families, Date.now()).then(
+    embedded.register(m.families).then(
       () => send({ type: 'provisioned' }),
       (err: unknown) => send({ type: 'error', message: String(err) }),
     );

@@ -1,6 +1,6 @@
 // Self-contained HTML report (inline CSS and SVG charts, no scripts, no external fonts or files).
 
-import type { LatencySummary } from './stats.ts';
+import type { LatencySummary } from '../../sim/stats.ts';
 import { escapeXml as esc, histogramChart, lineChart, type Series } from './svg-plot.ts';
 import type { LoadtestReport, RunSummary } from './types.ts';
 

@@ -1,7 +1,7 @@
 // JSON and CSV writers for load-test reports (RFC 4180 quoting; numbers written as plain decimals).
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { LatencySummary } from './stats.ts';
+import type { LatencySummary } from '../../sim/stats.ts';
 import type { LoadtestReport, RunSummary, TimePoint } from './types.ts';
 
 export type CsvCell = string | number | boolean | null | undefined;

@@ -1,5 +1,5 @@
 // Terminal summary of a load-test report: aligned plain-text tables.
-import type { LatencySummary } from './stats.ts';
+import type { LatencySummary } from '../../sim/stats.ts';
 import type { LoadtestReport, RunSummary } from './types.ts';
 
 /** Left-aligns the first column, right-aligns the rest. */

@@ -1,34 +1,25 @@
 // Load-test orchestration: fleet identities, target set-up and provisioning, scenarios, compare runs, the report.
 
-import { defaultCrypto } from '../../shared/crypto.ts';
+import type { FamilyRegistration } from '../../gateway/admin.ts';
 import { sealClip } from '../../shared/envelope.ts';
-import { generateIdentity, type PrivateIdentity, publicPart } from '../../shared/identity.ts';
-import { seededRandom } from '../../shared/random.ts';
+import { type PrivateIdentity, publicPart } from '../../shared/identity.ts';
+import type { DriverInit, EndpointSecrets, TargetInfo } from '../../sim/load-driver.ts';
+import { familyPublics, generateRoster, planForToys, type Roster } from '../../sim/roster.ts';
+import { buildSpeechBank } from '../../sim/speech-bank.ts';
 import { CliError } from '../cli-util.ts';
-import { buildAudioPool, seedNumber } from './audio.ts';
 import { checkTarget } from './safety.ts';
 import { Session, type SessionProgress } from './session.ts';
 import {
   externalGateway,
   findMosquitto,
   openFileLimit,
-  type ProvisionFamily,
-  provisionFamilies,
   startEmbeddedGateway,
   startForkedGateway,
   startMosquitto,
   startPlainAedes,
   type Target,
 } from './targets.ts';
-import type {
-  AttackResult,
-  LoadtestOptions,
-  LoadtestReport,
-  RampStep,
-  RunSummary,
-  TargetInfo,
-  WorkerInit,
-} from './types.ts';
+import type { AttackResult, LoadtestOptions, LoadtestReport, RampStep, RunSummary } from './types.ts';
 
 export interface RunHooks {
   readonly signal?: AbortSignal;
@@ -36,69 +27,57 @@ export interface RunHooks {
   readonly log?: (line: string) => void;
 }
 
-interface Family {
-  readonly toys: PrivateIdentity[];
-  readonly parent: PrivateIdentity;
+/** The load test's fleet: toys in families with one parent each, and (attack scenario) one attacker family per worker. */
+export interface LoadFleet {
+  readonly roster: Roster;
+  /** Registered toys that attack from their own family (whose only other member is a parent). */
+  readonly attackers: Roster | null;
 }
 
-interface Fleet {
-  readonly families: Family[];
-  /** Per worker: attacker toys and their family's parent. */
-  readonly attackers: { toys: PrivateIdentity[]; parent: PrivateIdentity }[];
+/** Deterministic identities from --seed (the same seed gives the same fleet), through the shared roster. */
+export function buildFleet(opts: LoadtestOptions): LoadFleet {
+  const roster = generateRoster(planForToys(opts.toys, opts.toysPerFamily, 1, `loadtest/${opts.seed}`));
+  const attackers =
+    opts.scenario === 'attack'
+      ? generateRoster({
+          families: opts.workers,
+          toysPerFamily: 8,
+          parentsPerFamily: 1,
+          seed: `loadtest-attackers/${opts.seed}`,
+        })
+      : null;
+  return { roster, attackers };
 }
 
-/** Deterministic identities from --seed: the same seed gives the same fleet. */
-export function buildFleet(opts: LoadtestOptions): Fleet {
-  const rnd = seededRandom(`plushlink-loadtest/${opts.seed}`);
-  const crypto = defaultCrypto();
-  const families: Family[] = [];
-  for (let made = 0; made < opts.toys; ) {
-    const n = Math.min(opts.toysPerFamily, opts.toys - made);
-    const toys: PrivateIdentity[] = [];
-    for (let i = 0; i < n; i++) toys.push(generateIdentity('toy', rnd, crypto));
-    families.push({ toys, parent: generateIdentity('parent', rnd, crypto) });
-    made += n;
-  }
-  const attackers: Fleet['attackers'] = [];
-  if (opts.scenario === 'attack') {
-    for (let w = 0; w < opts.workers; w++) {
-      const toys: PrivateIdentity[] = [];
-      for (let i = 0; i < 8; i++) toys.push(generateIdentity('toy', rnd, crypto));
-      attackers.push({ toys, parent: generateIdentity('parent', rnd, crypto) });
-    }
-  }
-  return { families, attackers };
-}
-
-const secrets = (p: PrivateIdentity) => ({ signSeed: p.signSeed, boxSecret: p.boxSecret });
+const secrets = (p: PrivateIdentity): EndpointSecrets => ({ signSeed: p.signSeed, boxSecret: p.boxSecret });
 
 /** Splits families across workers whole, so a toy and its parent share a clock (e2e latency). */
 export function workerInits(
-  fleet: Fleet,
+  fleet: LoadFleet,
   target: TargetInfo,
   pool: { clips: readonly Uint8Array[]; clipDurationMs: number },
   opts: LoadtestOptions,
-): WorkerInit[] {
-  const inits: WorkerInit[] = [];
+): DriverInit[] {
+  const inits: DriverInit[] = [];
   for (let w = 0; w < opts.workers; w++) {
-    const fams = fleet.families.filter((_f, i) => i % opts.workers === w);
+    const fams = fleet.roster.families.filter((_f, i) => i % opts.workers === w);
     const toys: PrivateIdentity[] = [];
     const toyParent: number[] = [];
     fams.forEach((f, pi) => {
       for (const t of f.toys) {
-        toys.push(t);
+        toys.push(t.identity);
         toyParent.push(pi);
       }
     });
-    const att = target.mode === 'gateway' ? fleet.attackers[w] : undefined;
+    const att = target.mode === 'gateway' ? fleet.attackers?.families[w] : undefined;
     inits.push({
       index: w,
       target,
       toys: toys.map(secrets),
       toyParent,
-      parents: fams.map((f) => secrets(f.parent)),
-      attackers: att ? att.toys.map(secrets) : [],
-      attackerParent: att ? secrets(att.parent) : null,
+      parents: fams.map((f) => secrets(f.parents[0]!.identity)),
+      attackers: att ? att.toys.map((t) => secrets(t.identity)) : [],
+      attackerParent: att ? secrets(att.parents[0]!.identity) : null,
       oggPool: pool.clips,
       clipDurationMs: pool.clipDurationMs,
       receipts: opts.receipts && target.mode === 'gateway',
@@ -112,11 +91,25 @@ export function workerInits(
   return inits;
 }
 
-function provisionList(fleet: Fleet): ProvisionFamily[] {
-  return [
-    ...fleet.families.map((f) => ({ toys: f.toys.map(publicPart), parents: [publicPart(f.parent)] })),
-    ...fleet.attackers.map((a) => ({ toys: a.toys.map(publicPart), parents: [publicPart(a.parent)] })),
-  ];
+/** Speech the generator seals: 4 clips of synthetic speech, Opus-encoded once (complexity 5, 24 kbit/s). */
+export function audioPool(
+  seconds: number,
+  seed: string,
+): { clips: Uint8Array[]; clipDurationMs: number; oggBytesMean: number } {
+  const bank = buildSpeechBank({ count: 4, seconds, seed: `loadtest/${seed}`, encode: { complexity: 5 } });
+  return {
+    clips: bank.clips.map((c) => c.ogg ?? new Uint8Array(0)),
+    clipDurationMs: Math.round(seconds * 1000),
+    oggBytesMean: bank.oggBytesMean,
+  };
+}
+
+/** What the gateway's admin API registers: every family's public identities under its roster id. */
+export function registrations(fleet: LoadFleet): FamilyRegistration[] {
+  return [...fleet.roster.families, ...(fleet.attackers?.families ?? [])].map((f) => ({
+    id: f.id,
+    members: familyPublics(f),
+  }));
 }
 
 /** Planned wall time of the traffic phases (for the progress bar). */
@@ -136,11 +129,11 @@ async function drive(
   session: Session,
   opts: LoadtestOptions,
   scenario: LoadtestOptions['scenario'],
-  fleet: Fleet,
+  fleet: LoadFleet,
   hooks: RunHooks,
 ): Promise<ScenarioOut> {
   const aborted = (): boolean => hooks.signal?.aborted === true;
-  const parents = fleet.families.length;
+  const parents = fleet.roster.families.length;
   const out: ScenarioOut = {};
   hooks.log?.(`connecting ${parents} parents and ${opts.toys} toys to ${session.target.info.url}`);
   await session.connect('parents', Math.max(opts.connectRate, 1), parents);
@@ -244,7 +237,7 @@ async function drive(
 /** Runs one complete session (workers up, scenario, workers down) against `target`. */
 async function sessionOn(
   target: Target,
-  fleet: Fleet,
+  fleet: LoadFleet,
   pool: { clips: readonly Uint8Array[]; clipDurationMs: number },
   opts: LoadtestOptions,
   scenario: LoadtestOptions['scenario'],
@@ -281,13 +274,13 @@ export async function runLoadtest(opts: LoadtestOptions, hooks: RunHooks = {}): 
   const h: RunHooks = { ...hooks, signal };
 
   hooks.log?.(`encoding ${4} × ${opts.clipSeconds} s of synthetic speech (Opus 24 kbit/s)`);
-  const pool = buildAudioPool(opts.clipSeconds, 4, seedNumber(opts.seed));
+  const pool = audioPool(opts.clipSeconds, opts.seed);
   const fleet = buildFleet(opts);
-  const sample = fleet.families[0];
+  const sample = fleet.roster.families[0];
   const envelopeBytes = sample
     ? sealClip({
-        sender: sample.toys[0]!,
-        recipients: [publicPart(sample.parent)],
+        sender: sample.toys[0]!.identity,
+        recipients: [publicPart(sample.parents[0]!.identity)],
         sequence: 1,
         createdAt: Date.now(),
         durationMs: pool.clipDurationMs,
@@ -296,7 +289,7 @@ export async function runLoadtest(opts: LoadtestOptions, hooks: RunHooks = {}): 
     : 0;
 
   // Every connection is a socket here, and a second one in the gateway when it runs in-process.
-  const endpoints = opts.toys + fleet.families.length + fleet.attackers.length * 9;
+  const endpoints = opts.toys + fleet.roster.families.length + (fleet.attackers?.families.length ?? 0) * 9;
   const fdsNeeded = (opts.gateway === 'embedded' ? 2 : 1) * endpoints + 256;
   const fdLimit = openFileLimit();
   if (fdLimit !== null && fdsNeeded > fdLimit) {
@@ -309,12 +302,12 @@ export async function runLoadtest(opts: LoadtestOptions, hooks: RunHooks = {}): 
   if (opts.gateway === 'forked') {
     const f = await startForkedGateway();
     hooks.log?.(`gateway in child process ${f.pid} on ${f.info.url}`);
-    await f.provision(provisionList(fleet));
+    await f.provision(registrations(fleet));
     target = f;
   } else if (opts.gateway === 'embedded') {
     const emb = await startEmbeddedGateway();
     hooks.log?.(`embedded gateway on ${emb.info.url}, store in ${emb.dataDir}`);
-    await provisionFamilies(emb.store, provisionList(fleet), Date.now());
+    await emb.register(registrations(fleet));
     target = emb;
   } else {
     if (!opts.gatewayIdentityFile)
@@ -325,7 +318,7 @@ export async function runLoadtest(opts: LoadtestOptions, hooks: RunHooks = {}): 
       dataDir: opts.gatewayDataDir,
       pid: opts.gatewayPid,
     });
-    if (ext.store) await provisionFamilies(ext.store, provisionList(fleet), Date.now());
+    if (ext.register) await ext.register(registrations(fleet));
     else notes.push('no --gateway-data: the toys must already be provisioned in the gateway');
     target = ext;
   }
@@ -388,8 +381,8 @@ export async function runLoadtest(opts: LoadtestOptions, hooks: RunHooks = {}): 
     },
     fleet: {
       toys: opts.toys,
-      parents: fleet.families.length,
-      attackers: fleet.attackers.reduce((a, x) => a + x.toys.length, 0),
+      parents: fleet.roster.families.length,
+      attackers: (fleet.attackers?.families ?? []).reduce((a, x) => a + x.toys.length, 0),
       workers: opts.workers,
     },
     run: main.summary,

@@ -2,22 +2,28 @@
 import { readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { type IntervalHistogram, monitorEventLoopDelay, performance } from 'node:perf_hooks';
-import { Worker } from 'node:worker_threads';
-import { addEncoded, type Histogram, logBuckets, maxOf, mean, newHistogram, summarize } from './stats.ts';
-import type { Target } from './targets.ts';
+import type { Worker } from 'node:worker_threads';
+import { startWorker } from '../../platform/entry.ts';
+import { type AttackKind, type AttackTally, type Counters, zeroCounters } from '../../sim/load-driver.ts';
 import {
-  type AttackKind,
-  type AttackTally,
-  type Counters,
-  type MainToWorker,
-  type RunSummary,
-  type StormResult,
-  type TimePoint,
-  type WorkerInit,
-  type WorkerSummary,
-  type WorkerTick,
-  type WorkerToMain,
-  zeroCounters,
+  addEncoded,
+  type Histogram,
+  logBuckets,
+  maxOf,
+  mean,
+  newHistogram,
+  summarize,
+} from '../../sim/stats.ts';
+import type { Target } from './targets.ts';
+import type {
+  MainToWorker,
+  RunSummary,
+  StormResult,
+  TimePoint,
+  WorkerInit,
+  WorkerSummary,
+  WorkerTick,
+  WorkerToMain,
 } from './types.ts';
 
 /** Busy and total jiffies of the whole host from /proc/stat (Linux), or null. */
@@ -173,8 +179,8 @@ export class Session {
     const ready = this.inits.map(
       (init) =>
         new Promise<void>((resolve, reject) => {
-          const w = new Worker(new URL('./worker-boot.mjs', import.meta.url), {
-            workerData: { entry: new URL('./worker.ts', import.meta.url).href, init },
+          const w = startWorker(import.meta.url, 'worker', './worker-boot.mjs', {
+            workerData: { init },
             resourceLimits: { maxOldGenerationSizeMb: 4096 },
           });
           const timer = setTimeout(

@@ -1,23 +1,23 @@
 // Load-test targets: the embedded PlushLink gateway, an external one, and plain brokers (bare Aedes, Mosquitto).
-import { type ChildProcess, fork, spawn, spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { type AddressInfo, createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Aedes } from 'aedes';
 import type { Registry } from 'prom-client';
+import { type FamilyRegistration, openAdmin, registerFamilies } from '../../gateway/admin.ts';
 import {
+  gatewayDataPaths,
   startEmbeddedGateway as startGatewayOnDataDir,
   UNLIMITED_RATE_LIMITS,
 } from '../../gateway/embedded.ts';
 import type { Gateway } from '../../gateway/gateway.ts';
-import type { FamilyId, GatewayStore, NewEndpoint } from '../../gateway/interfaces.ts';
-import { openSqliteStore, type SqliteStore } from '../../gateway/store/sqlite.ts';
+import type { SqliteStore } from '../../gateway/store/sqlite.ts';
 import type { WorkerSqliteStore } from '../../gateway/store/sqlite-worker.ts';
-import { toBase32 } from '../../shared/bytes.ts';
-import { type PublicIdentity, parseIdentityJson } from '../../shared/identity.ts';
-import type { TargetInfo } from './types.ts';
+import { forkModule } from '../../platform/entry.ts';
+import { parseIdentityJson } from '../../shared/identity.ts';
+import type { TargetInfo } from '../../sim/load-driver.ts';
 
 /** CPU time (ms, cumulative) and memory (bytes) of the process under test, when we can see it. */
 export interface ResourceSample {
@@ -34,42 +34,6 @@ export interface Target {
   /** Gateway-side counters (flattened Prometheus samples), when the gateway is in-process. */
   counters(): Promise<Record<string, number> | null>;
   close(): Promise<void>;
-}
-
-export interface ProvisionFamily {
-  readonly toys: readonly PublicIdentity[];
-  readonly parents: readonly PublicIdentity[];
-}
-
-/** Registers endpoints and families in bulk (group-committed), as the admin commands would. */
-export async function provisionFamilies(
-  store: GatewayStore,
-  families: readonly ProvisionFamily[],
-  now: number,
-): Promise<void> {
-  const recs: NewEndpoint[] = [];
-  for (const f of families) {
-    for (const e of [...f.toys, ...f.parents]) {
-      recs.push({
-        id: e.id,
-        role: e.role === 'parent' ? 'parent' : 'toy',
-        signPublicKey: e.signPublicKey,
-        boxPublicKey: e.boxPublicKey,
-        createdAt: now,
-      });
-    }
-  }
-  await store.addEndpoints(recs);
-  const CHUNK = 2000;
-  for (let i = 0; i < families.length; i += CHUNK) {
-    await Promise.all(
-      families.slice(i, i + CHUNK).map(async (f) => {
-        const id = `f${toBase32(randomBytes(16))}` as FamilyId;
-        await store.createFamily(id, now);
-        for (const e of [...f.toys, ...f.parents]) await store.addFamilyMember(id, e.id);
-      }),
-    );
-  }
 }
 
 function flatten(metrics: Awaited<ReturnType<Registry['getMetricsAsJSON']>>) {
@@ -101,7 +65,13 @@ function ownSample(): ResourceSample | null {
   }
 }
 
-export interface EmbeddedGateway extends Target {
+/** A target the load test can provision its fleet into (through the gateway's admin API). */
+export interface Provisionable {
+  /** Registers the fleet's public identities and families (audited, idempotent). */
+  register(families: readonly FamilyRegistration[]): Promise<void>;
+}
+
+export interface EmbeddedGateway extends Target, Provisionable {
   readonly gateway: Gateway;
   readonly store: SqliteStore | WorkerSqliteStore;
   readonly dataDir: string;
@@ -137,6 +107,9 @@ export async function startEmbeddedGateway(): Promise<EmbeddedGateway> {
     gateway,
     store,
     dataDir,
+    async register(families) {
+      await registerFamilies(store, eg.audit, families, { source: 'loadtest' });
+    },
     resourceSource: 'process',
     sample: ownSample,
     async counters() {
@@ -150,7 +123,7 @@ export async function startEmbeddedGateway(): Promise<EmbeddedGateway> {
 }
 
 export interface ForkedGateway extends Target {
-  provision(families: readonly ProvisionFamily[]): Promise<void>;
+  provision(families: readonly FamilyRegistration[]): Promise<void>;
   readonly pid: number;
 }
 
@@ -163,8 +136,8 @@ export async function startForkedGateway(
   opts: { cpuProfDir?: string } = {},
 ): Promise<ForkedGateway> {
   const prof = opts.cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', opts.cpuProfDir] : [];
-  const child = fork(new URL('./gateway-child.ts', import.meta.url), [what], {
-    execArgv: ['--import', 'tsx', ...prof],
+  const child = forkModule(import.meta.url, 'gateway-child', [what], {
+    execArgv: prof,
     serialization: 'advanced',
     stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
   });
@@ -244,15 +217,21 @@ export function procSample(pid: number): ResourceSample | null {
   }
 }
 
-/** An already-running gateway: its identity file pins the proof key; its data dir receives the toys. */
+/**
+ * An already-running gateway: its identity file pins the proof key; with its data dir, the fleet
+ * is registered through the admin API (audit anchors signed with the gateway's key, as
+ * `plushlink provision` does), beside the running gateway.
+ */
 export async function externalGateway(opts: {
   url: string;
   identityFile: string;
   dataDir: string | null;
   pid: number | null;
-}): Promise<Target & { store: SqliteStore | null }> {
+}): Promise<Target & { register: Provisionable['register'] | null }> {
   const gw = parseIdentityJson(readFileSync(opts.identityFile, 'utf8'));
-  const store = opts.dataDir ? openSqliteStore(opts.dataDir) : null;
+  const admin = opts.dataDir
+    ? await openAdmin(opts.dataDir, { gatewayKey: gatewayDataPaths(opts.dataDir).keyDir })
+    : null;
   return {
     info: {
       kind: 'external',
@@ -261,12 +240,16 @@ export async function externalGateway(opts: {
       gatewayId: gw.id,
       gatewaySignPublicKey: gw.signPublicKey,
     },
-    store,
+    register: admin
+      ? async (families) => {
+          await registerFamilies(admin.store, admin.audit, families, { source: 'loadtest' });
+        }
+      : null,
     resourceSource: opts.pid ? 'proc' : 'none',
     sample: () => (opts.pid ? procSample(opts.pid) : null),
     counters: async () => null,
     async close() {
-      await store?.close();
+      await admin?.close();
     },
   };
 }

@@ -1,27 +1,16 @@
 // Load-test data model: options, worker messages and the report written as JSON/CSV/HTML.
-import type { LatencySummary } from './stats.ts';
-
-/** full: every clip sealed from scratch; resign: per-recipient sealed template, per-clip header and signature. */
-export type SealMode = 'full' | 'resign';
+import type {
+  AttackKind,
+  AttackTally,
+  Counters,
+  DriverInit,
+  SealMode,
+  TargetInfo,
+} from '../../sim/load-driver.ts';
+import type { LatencySummary } from '../../sim/stats.ts';
 
 export type ScenarioName = 'steady' | 'ramp' | 'storm' | 'attack';
 export const SCENARIOS: readonly ScenarioName[] = ['steady', 'ramp', 'storm', 'attack'];
-
-export type AttackKind =
-  | 'bad-signature'
-  | 'replayed-envelope'
-  | 'replayed-token'
-  | 'oversized-packet'
-  | 'wildcard-subscription'
-  | 'unknown-id';
-export const ATTACK_KINDS: readonly AttackKind[] = [
-  'bad-signature',
-  'replayed-envelope',
-  'replayed-token',
-  'oversized-packet',
-  'wildcard-subscription',
-  'unknown-id',
-];
 
 export interface LoadtestOptions {
   /** `embedded`, or an mqtt:// URL. */
@@ -67,40 +56,8 @@ export interface LoadtestOptions {
   readonly gatewayDataDir: string | null;
 }
 
-/** Where the traffic goes. `gateway` speaks PlushLink auth; `plain` is a bare MQTT relay. */
-export interface TargetInfo {
-  readonly kind: 'embedded' | 'forked' | 'external' | 'aedes' | 'mosquitto';
-  readonly mode: 'gateway' | 'plain';
-  readonly url: string;
-  readonly gatewayId: string | null;
-  readonly gatewaySignPublicKey: Uint8Array | null;
-}
-
-export interface EndpointSecrets {
-  readonly signSeed: Uint8Array;
-  readonly boxSecret: Uint8Array;
-}
-
-export interface WorkerInit {
-  readonly index: number;
-  readonly target: TargetInfo;
-  /** Legitimate toys and the parent each one sends to (index into `parents`). */
-  readonly toys: readonly EndpointSecrets[];
-  readonly toyParent: readonly number[];
-  readonly parents: readonly EndpointSecrets[];
-  /** Registered attacker toys (own family, with `attackerParent` as the only other member). */
-  readonly attackers: readonly EndpointSecrets[];
-  readonly attackerParent: EndpointSecrets | null;
-  readonly oggPool: readonly Uint8Array[];
-  readonly clipDurationMs: number;
-  readonly receipts: boolean;
-  readonly parentsOpen: boolean;
-  readonly oversizeBytes: number;
-  readonly seal: SealMode;
-  readonly pubackTimeoutMs: number;
-  /** Most un-acknowledged clips; beyond it scheduled sends are skipped and counted (closed loop). */
-  readonly maxInflight: number;
-}
+/** What the main thread gives each worker: its slice of the fleet and the target. */
+export type WorkerInit = DriverInit;
 
 export type MainToWorker =
   | {
@@ -118,44 +75,6 @@ export type MainToWorker =
   | { readonly type: 'storm'; readonly timeoutMs: number }
   | { readonly type: 'drain'; readonly timeoutMs: number }
   | { readonly type: 'stop' };
-
-/** Counters a worker reports per tick (deltas since the last tick). */
-export interface Counters {
-  clipsSent: number;
-  clipsAcked: number;
-  clipsDelivered: number;
-  duplicates: number;
-  bytesSent: number;
-  bytesAcked: number;
-  connects: number;
-  connectFailures: number;
-  receiptsSent: number;
-  notSent: number;
-}
-
-export const zeroCounters = (): Counters => ({
-  clipsSent: 0,
-  clipsAcked: 0,
-  clipsDelivered: 0,
-  duplicates: 0,
-  bytesSent: 0,
-  bytesAcked: 0,
-  connects: 0,
-  connectFailures: 0,
-  receiptsSent: 0,
-  notSent: 0,
-});
-
-export interface AttackTally {
-  attempted: number;
-  refused: number;
-  /** Accepted by the target: a security failure. */
-  leaked: number;
-  /** No verdict (timeout, generator error). */
-  inconclusive: number;
-  /** How the refusals showed, e.g. "connack-5", "closed", "suback-128". */
-  signals: Record<string, number>;
-}
 
 export interface WorkerTick {
   readonly type: 'tick';

@@ -4,9 +4,9 @@ import { describe, expect, it } from 'vitest';
 import { type AirFrame, bleAddress } from '../../device/ble/air.ts';
 import { ATT_ERR, ATT_OP, handlePdu } from '../../device/ble/att.ts';
 import { COMMAND, HANDLES } from '../../device/ble/gatt.ts';
+import { AUTH_REQ, IO_CAP, NUMERIC_COMPARISON_FEATURES, PAIRING_FAILED } from '../../device/ble/pairing.ts';
 import { BlePhone, type PhoneLink } from '../../device/ble/phone.ts';
 import { SeededRandom } from '../../device/ble/random.ts';
-import { AUTH_REQ, IO_CAP, NUMERIC_COMPARISON_FEATURES, PAIRING_FAILED } from '../../device/ble/smp.ts';
 import { bytes, scriptedUi, type World, world } from './helpers.ts';
 
 const ATTACKER = bleAddress('de:ad:be:ef:00:66');

@@ -1,9 +1,9 @@
 // Test doubles for the BLE model: a human comparing two screens, scripted UIs, a recording toy firmware.
 import { Air, bleAddress } from '../../device/ble/air.ts';
 import type { ToyBleHandlers, ToyBleStatus } from '../../device/ble/gatt.ts';
+import type { PairingUi } from '../../device/ble/pairing.ts';
 import { BlePhone } from '../../device/ble/phone.ts';
 import { SeededRandom } from '../../device/ble/random.ts';
-import type { PairingUi } from '../../device/ble/smp.ts';
 import { BleToy, type PairingWindowPolicy } from '../../device/ble/toy.ts';
 
 /** One person looking at the phone and at the toy: says yes on both only if the six digits match. */

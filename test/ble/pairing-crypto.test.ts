@@ -2,7 +2,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { aes128, aesCmac } from '../../device/ble/cmac.ts';
-import { SeededRandom } from '../../device/ble/random.ts';
 import {
   f4,
   f5,
@@ -13,7 +12,8 @@ import {
   generateP256KeyPair,
   p256Dh,
   p256FromPrivate,
-} from '../../device/ble/smp-crypto.ts';
+} from '../../device/ble/pairing-crypto.ts';
+import { SeededRandom } from '../../device/ble/random.ts';
 
 interface Vectors {
   rfc4493: { key: string; cases: { message: string; mac: string }[] };

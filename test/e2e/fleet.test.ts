@@ -4,16 +4,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeOggToPcm } from '../../device/codec/clip.ts';
-import {
-  FleetRunner,
-  generateFleet,
-  readFleetKeys,
-  registerFleet,
-  writeFleetKeys,
-} from '../../device/fleet.ts';
 import { WifiConnector } from '../../device/transport/wifi.ts';
 import { type EmbeddedGateway, startEmbeddedGateway } from '../../gateway/embedded.ts';
 import type { EndpointId } from '../../shared/types.ts';
+import { FleetRunner } from '../../sim/fleet-runner.ts';
+import { registerRoster } from '../../sim/provision.ts';
+import { generateRoster } from '../../sim/roster.ts';
+import { readRosterFiles, writeRosterFiles } from '../../sim/roster-file.ts';
 
 let dir: string;
 let eg: EmbeddedGateway;
@@ -28,22 +25,22 @@ afterAll(async () => {
 
 describe('fleet against the real gateway', () => {
   it('provisions in bulk, keys round-trip through the 0600 fleet key file, registration is idempotent', async () => {
-    const roster = generateFleet({ families: 50, toysPerFamily: 2, parentsPerFamily: 2, seed: 'bulk' });
-    await writeFleetKeys(join(dir, 'bulk'), roster);
-    const back = await readFleetKeys(join(dir, 'bulk'));
+    const roster = generateRoster({ families: 50, toysPerFamily: 2, parentsPerFamily: 2, seed: 'bulk' });
+    await writeRosterFiles(join(dir, 'bulk'), roster);
+    const back = await readRosterFiles(join(dir, 'bulk'));
     expect(back?.families.map((f) => f.toys[1]?.identity.id)).toEqual(
       roster.families.map((f) => f.toys[1]?.identity.id),
     );
-    const first = await registerFleet(eg.store, roster);
+    const first = await registerRoster(eg.store, eg.audit, roster);
     expect(first).toMatchObject({ endpoints: 200, families: 50, skipped: 0 });
-    const again = await registerFleet(eg.store, roster);
+    const again = await registerRoster(eg.store, eg.audit, roster);
     expect(again).toMatchObject({ endpoints: 0, families: 0, skipped: 200 });
     expect((await eg.store.familyMembers(roster.families[7]!.id)).length).toBe(4);
   });
 
   it('every clip arrives bit-identical and nothing is lost across forced disconnects', async () => {
-    const roster = generateFleet({ families: 2, toysPerFamily: 1, parentsPerFamily: 2, seed: 'e2e' });
-    await registerFleet(eg.store, roster);
+    const roster = generateRoster({ families: 2, toysPerFamily: 1, parentsPerFamily: 2, seed: 'e2e' });
+    await registerRoster(eg.store, eg.audit, roster);
     const outDir = join(dir, 'out');
     const runner = new FleetRunner({
       roster,

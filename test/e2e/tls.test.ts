@@ -3,12 +3,14 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fleetMembers, generateFleet, registerFleet } from '../../device/fleet.ts';
+import type { EndpointEvents } from '../../device/endpoint.ts';
 import { ParentApp } from '../../device/parent.ts';
-import { type EndpointEvents, Toy } from '../../device/toy.ts';
+import { Toy } from '../../device/toy.ts';
 import { WifiConnector } from '../../device/transport/wifi.ts';
 import { type EmbeddedGateway, startEmbeddedGateway } from '../../gateway/embedded.ts';
 import { publicPart } from '../../shared/identity.ts';
+import { registerRoster } from '../../sim/provision.ts';
+import { generateRoster, rosterMembers } from '../../sim/roster.ts';
 import { selfSignedCert } from '../helpers/tls.ts';
 
 describe('Wi-Fi link over TLS with a pinned certificate', () => {
@@ -34,9 +36,9 @@ describe('Wi-Fi link over TLS with a pinned certificate', () => {
 
   it('delivers over mqtts:// when pinned, and never connects when pinned to another certificate', async () => {
     expect(eg.url).toMatch(/^mqtts:\/\//);
-    const roster = generateFleet({ families: 1, toysPerFamily: 1, parentsPerFamily: 1, seed: 'tls' });
-    await registerFleet(eg.store, roster);
-    const [bear, mum] = fleetMembers(roster).map((m) => m.identity);
+    const roster = generateRoster({ families: 1, toysPerFamily: 1, parentsPerFamily: 1, seed: 'tls' });
+    await registerRoster(eg.store, eg.audit, roster);
+    const [bear, mum] = rosterMembers(roster).map((m) => m.identity);
     const family = [bear!, mum!].map(publicPart);
     const pinned = new WifiConnector({ url: eg.url, ca: cert });
     const toy = new Toy({ identity: bear!, gateway: eg.identity, family, connector: pinned });

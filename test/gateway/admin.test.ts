@@ -6,7 +6,6 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
-import { readPrivateKey } from '../../device/keystore.ts';
 import {
   addFamilyMember,
   backup,
@@ -21,6 +20,7 @@ import {
   verifyAudit,
 } from '../../gateway/admin.ts';
 import { MemoryStore } from '../../gateway/store/memory.ts';
+import { readPrivateKey } from '../../platform/keyfiles.ts';
 import { seededRandom } from '../../shared/random.ts';
 import type { EndpointId } from '../../shared/types.ts';
 
@@ -128,7 +128,7 @@ describe('admin functions', () => {
     const dir = tempDir();
     const h = await openAdmin(dir, { create: true });
     const t0 = performance.now();
-    const ids = await provisionMany(h.store, 'toy', 2000, seededRandom('fleet'), { now: 1, audit: h.audit });
+    const ids = await provisionMany(h.store, h.audit, 'toy', 2000, seededRandom('fleet'), { now: 1 });
     const ms = performance.now() - t0;
     console.log(`provisionMany: 2,000 endpoints in ${Math.round(ms)} ms (${Math.round(2_000_000 / ms)}/s)`);
     expect(ids).toHaveLength(2000);
@@ -137,15 +137,17 @@ describe('admin functions', () => {
     expect(await h.store.getEndpoint(ids[1234]!.id)).toMatchObject({
       signPublicKey: ids[1234]!.signPublicKey,
     });
-    await h.close();
-    // Works against any GatewayStore (no batch method).
+    // One audit event for the whole batch.
+    expect(await h.audit.verify()).toMatchObject({ ok: true, rows: 1 });
+    // Works against any GatewayStore.
     const mem = new MemoryStore();
-    expect(await provisionMany(mem, 'parent', 3, seededRandom('m'))).toHaveLength(3);
+    expect(await provisionMany(mem, h.audit, 'parent', 3, seededRandom('m'))).toHaveLength(3);
+    await h.close();
   });
 });
 
 describe('plushlink admin CLI', () => {
-  // Every CLI start boots tsx and every command module (seconds of CPU on a loaded 2-core box), so
+  // Each CLI start is a separate Node process (about 0.1 s compiled, more on a loaded 2-core box), so
   // the fixtures are prepared in-process and the commands run side by side on separate directories.
   it('end to end: 0600 key, one-line errors, backup beside an open database, tamper → exit 1', {
     timeout: 60_000,
@@ -154,13 +156,13 @@ describe('plushlink admin CLI', () => {
     // Fixture 1: a data directory with endpoints and a family (refusing to overwrite a key is covered above).
     const data = join(dir, 'data');
     const h = await openAdmin(data, { create: true });
-    const fleet = await provisionMany(h.store, 'toy', 5, seededRandom('cli'), { audit: h.audit });
+    const fleet = await provisionMany(h.store, h.audit, 'toy', 5, seededRandom('cli'));
     const familyId = await createFamily(h.store, h.audit);
     await addFamilyMember(h.store, h.audit, familyId, fleet[1]!.id);
     // Fixture 2: a data directory whose audit log has been tampered with.
     const tampered = join(dir, 'tampered');
     const t = await openAdmin(tampered, { create: true });
-    await provisionMany(t.store, 'parent', 3, seededRandom('t'), { audit: t.audit });
+    await provisionMany(t.store, t.audit, 'parent', 3, seededRandom('t'));
     for (let i = 0; i < 5; i++) await t.audit.append({ at: i, kind: 'auth.refused' });
     await t.close();
     const tdb = new Database(join(tampered, 'audit.db'));

@@ -7,42 +7,30 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { CliError } from '../../scripts/cli-util.ts';
 import { toLoadtestOptions } from '../../scripts/commands/loadtest.ts';
+import { loadtestOptions } from '../../scripts/loadtest/options.ts';
 import { runLoadtest } from '../../scripts/loadtest/runner.ts';
 import { isClipError } from '../../scripts/loadtest/session.ts';
-import type { LatencySummary } from '../../scripts/loadtest/stats.ts';
 import type { LoadtestOptions, LoadtestReport, RunSummary } from '../../scripts/loadtest/types.ts';
+import type { LatencySummary } from '../../sim/stats.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
-const base: LoadtestOptions = {
-  gateway: 'embedded',
+/** A small, quick fleet: only what differs from the CLI defaults (scripts/loadtest/options.ts). */
+const base: LoadtestOptions = loadtestOptions({
   toys: 24,
-  toysPerFamily: 4,
   connectRate: 0,
   clipRate: 12,
   clipSeconds: 1,
   durationMs: 2000,
-  scenario: 'steady',
-  workers: 2,
   seed: 'vitest',
-  outDir: null,
-  allowRemote: false,
-  rampTargetP99Ms: 25,
   rampStepMs: 1000,
   rampFactor: 2,
   rampMaxSteps: 2,
   attackShare: 0.3,
-  receipts: true,
   parentsOpen: true,
-  compare: null,
-  seal: 'full',
   progress: false,
   maxRunMs: 60_000,
-  gatewayPid: null,
-  gatewayMetricsUrl: null,
-  gatewayIdentityFile: null,
-  gatewayDataDir: null,
-};
+});
 
 function expectOrdered(s: LatencySummary): void {
   expect(s.p50).toBeLessThanOrEqual(s.p90);

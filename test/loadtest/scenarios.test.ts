@@ -1,37 +1,26 @@
 // Storm and ramp scenarios at toy scale: every toy comes back, ramp steps are recorded and a knee is reported.
 import { describe, expect, it } from 'vitest';
+import { loadtestOptions } from '../../scripts/loadtest/options.ts';
 import { runLoadtest } from '../../scripts/loadtest/runner.ts';
 import type { LoadtestOptions } from '../../scripts/loadtest/types.ts';
 
-const base: LoadtestOptions = {
-  gateway: 'embedded',
+/** A small, quick fleet: only what differs from the CLI defaults (scripts/loadtest/options.ts). */
+const base: LoadtestOptions = loadtestOptions({
   toys: 16,
-  toysPerFamily: 4,
   connectRate: 0,
   clipRate: 8,
   clipSeconds: 1,
   durationMs: 2000,
   scenario: 'storm',
-  workers: 2,
   seed: 'vitest-scenarios',
-  outDir: null,
-  allowRemote: false,
   rampTargetP99Ms: 60_000,
   rampStepMs: 1000,
   rampFactor: 2,
   rampMaxSteps: 2,
-  attackShare: 0.2,
-  receipts: true,
-  parentsOpen: false,
-  compare: null,
   seal: 'resign',
   progress: false,
   maxRunMs: 60_000,
-  gatewayPid: null,
-  gatewayMetricsUrl: null,
-  gatewayIdentityFile: null,
-  gatewayDataDir: null,
-};
+});
 
 describe('scenarios', () => {
   it('storm: every toy drops and comes back, authenticated, and traffic resumes', {

@@ -1,14 +1,18 @@
-// Error catalog and clause sync: shared/errors.ts ⇄ docs/PROTOCOL.md §10, and every [PLK-n.m] cited in code exists in the document.
+// Catalog sync: shared/errors.ts ⇄ PROTOCOL.md §10, the gateway's refusal reasons ⇄ §12.6, and every [PLK-n.m] cited in code exists in the document.
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { AUTH_REASONS } from '../../gateway/auth.ts';
+import { INGEST_REASONS } from '../../gateway/ingest.ts';
+import { SOCKET_VIOLATIONS } from '../../gateway/packet-limit.ts';
+import { SUBSCRIBE_REASONS } from '../../gateway/subscribe.ts';
 import { ERROR_CATALOG, type ErrorCode } from '../../shared/errors.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const DOC_PATH = join(ROOT, 'docs', 'PROTOCOL.md');
 const doc = readFileSync(DOC_PATH, 'utf8');
-const CODE_DIRS = ['shared', 'device', 'gateway', 'scripts'];
+const CODE_DIRS = ['shared', 'platform', 'device', 'gateway', 'sim', 'scripts'];
 
 /** Rows of the §10 catalog table: | `PLK_E_X` | PLK-n.m | meaning |. */
 function catalogRows(text: string): Map<string, { clause: string; meaning: string }> {
@@ -100,6 +104,53 @@ describe('catalog shape', () => {
       expect(code).toMatch(/^PLK_E_[A-Z0-9_]+$/);
       expect(entry.clause).toMatch(/^PLK-\d+(\.\d+)?$/);
       expect(entry.message).toMatch(/^[a-z]/);
+    }
+  });
+});
+
+/** Rows of the §12.6 table whose header's first cell is `first`: reason → remaining cells. */
+function reasonTable(text: string, first: string): Map<string, string[]> {
+  const start = text.indexOf(`| ${first} |`);
+  expect(start, `no "${first}" table in PROTOCOL.md`).toBeGreaterThan(-1);
+  const rows = new Map<string, string[]>();
+  for (const line of text.slice(start).split('\n').slice(2)) {
+    const m = /^\|\s*`([a-z-]+)`\s*\|(.*)\|\s*$/.exec(line);
+    if (!m) break;
+    rows.set(
+      m[1]!,
+      m[2]!.split('|').map((c) => c.trim()),
+    );
+  }
+  return rows;
+}
+
+describe('docs/PROTOCOL.md refusal reasons [PLK-12.6]', () => {
+  const clause = doc.slice(doc.indexOf('### PLK-12.6'));
+
+  it('lists every connect refusal with its CONNACK code and meaning, and no other', () => {
+    const rows = reasonTable(clause, 'connect reason');
+    expect([...rows.keys()].sort()).toEqual(Object.keys(AUTH_REASONS).sort());
+    for (const [reason, r] of Object.entries(AUTH_REASONS)) {
+      expect(rows.get(reason), reason).toEqual([String(r.connack), r.meaning]);
+    }
+  });
+
+  it('lists every publish refusal in check order with its meaning, and no other', () => {
+    const rows = reasonTable(clause, 'publish reason');
+    expect([...rows.keys()]).toEqual(Object.keys(INGEST_REASONS));
+    for (const [reason, meaning] of Object.entries(INGEST_REASONS))
+      expect(rows.get(reason)).toEqual([meaning]);
+  });
+
+  it('lists every subscribe refusal and socket violation', () => {
+    for (const [first, table] of [
+      ['subscribe reason', SUBSCRIBE_REASONS],
+      ['socket violation', SOCKET_VIOLATIONS],
+    ] as const) {
+      const rows = reasonTable(clause, first);
+      expect([...rows.keys()].sort(), first).toEqual(Object.keys(table).sort());
+      for (const [reason, meaning] of Object.entries(table))
+        expect(rows.get(reason), reason).toEqual([meaning]);
     }
   });
 });

@@ -1,0 +1,111 @@
+// CONNECT handling: per-address rate limit before any crypto, then token authentication with the proper CONNACK code and an audit entry [PLK-3].
+
+import type { Duplex } from 'node:stream';
+import type { AuthenticateError, Client } from 'aedes';
+import { inboxTopic } from '../shared/topics.ts';
+import type { EndpointId } from '../shared/types.ts';
+import { AUTH_RETURN_CODES, type AuthReason, authenticateConnect } from './auth.ts';
+import type { ConnectInfo, GatewayContext } from './context.ts';
+import { newInboxSession } from './forward.ts';
+
+type PreConnect = (
+  client: Client,
+  packet: { clean?: boolean; will?: unknown },
+  cb: (e: Error | null, ok: boolean) => void,
+) => void;
+type Authenticate = (
+  client: Client,
+  username: Readonly<string | undefined>,
+  password: Readonly<Buffer | undefined>,
+  done: (error: AuthenticateError | null, success: boolean | null) => void,
+) => void;
+
+/** Aedes' preConnect and authenticate hooks; `sources` maps a connection's stream to its peer address. */
+export function connectHandlers(
+  ctx: GatewayContext,
+  sources: WeakMap<Duplex, string>,
+): { preConnect: PreConnect; authenticate: Authenticate } {
+  const connects = new WeakMap<Client, ConnectInfo>();
+
+  const preConnect: PreConnect = (client, packet, cb) => {
+    const source = sources.get(client.conn) ?? 'unknown';
+    // [PLK-12.1] Per-source-address connection rate (token bucket). The refusal itself is sent as
+    // CONNACK 3 from authenticate, so that well-behaved clients back off; no crypto work is done.
+    ctx.limiters.connect.take(source, 1, ctx.clock()).then(
+      (allowed) => {
+        connects.set(client, {
+          source,
+          rateLimited: !allowed,
+          clean: packet.clean !== false,
+          hasWill: packet.will !== undefined && packet.will !== null,
+        });
+        cb(null, true);
+      },
+      (err: unknown) => {
+        ctx.log.error({ err: String(err) }, 'connect rate limiter failed');
+        cb(new Error('rate limiter unavailable', { cause: err }), false);
+      },
+    );
+  };
+
+  function refusal(reason: AuthReason, endpoint: EndpointId | undefined, source: string) {
+    ctx.metrics.authFailures.inc({ reason });
+    ctx.log.info({ event: 'auth.refused', reason, endpoint, source }, 'connection refused');
+    const err = new Error(`connection refused: ${reason}`) as AuthenticateError;
+    err.returnCode = AUTH_RETURN_CODES[reason];
+    return err;
+  }
+
+  const authenticate: Authenticate = (client, username, password, done) => {
+    const info = connects.get(client);
+    const source = info?.source ?? 'unknown';
+    if (!info || info.rateLimited) {
+      // Not audited: a connection storm must not turn into an audit-log write storm.
+      done(refusal('rate-limited', undefined, source), false);
+      return;
+    }
+    const now = ctx.clock();
+    authenticateConnect(
+      {
+        gatewayId: ctx.identity.id,
+        store: ctx.store,
+        nonces: ctx.nonces,
+        crypto: ctx.crypto,
+        tokenWindowMs: ctx.tokenWindowMs,
+      },
+      { clientId: client.id, username, password, clean: info.clean, hasWill: info.hasWill, now },
+    ).then(
+      async (result) => {
+        if (result.ok) {
+          const id = result.endpoint.id;
+          ctx.states.set(client, {
+            endpoint: result.endpoint,
+            nonce: result.token.nonce,
+            source,
+            proofSent: false,
+            queue: Promise.resolve(),
+            inbox: newInboxSession(id, inboxTopic(id)),
+          });
+          ctx.metrics.connectsAccepted.inc();
+          ctx.log.debug({ event: 'auth.ok', endpoint: id }, 'connected');
+          done(null, true);
+          return;
+        }
+        const err = refusal(result.reason, result.endpoint, source);
+        await ctx.audit({
+          at: now,
+          kind: 'auth.refused',
+          endpoint: result.endpoint,
+          detail: { reason: result.reason, code: err.returnCode, source },
+        });
+        done(err, false);
+      },
+      (err: unknown) => {
+        ctx.log.error({ err: String(err) }, 'authenticate failed');
+        done(refusal('store-error', undefined, source), false);
+      },
+    );
+  };
+
+  return { preConnect, authenticate };
+}

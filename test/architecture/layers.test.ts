@@ -1,0 +1,112 @@
+// Layers point one way: shared (pure) ← platform ← device | gateway ← sim ← scripts; device and gateway never import each other.
+import { readdirSync, readFileSync } from 'node:fs';
+import { dirname, join, relative, resolve, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+/** Which top-level folders each runtime folder may import from (besides itself). */
+const ALLOWED: Readonly<Record<string, readonly string[]>> = {
+  shared: [],
+  platform: ['shared'],
+  device: ['shared', 'platform'],
+  gateway: ['shared', 'platform'],
+  sim: ['shared', 'platform', 'device', 'gateway'],
+  scripts: ['shared', 'platform', 'device', 'gateway', 'sim'],
+};
+
+/** Development tools run through tsx (never compiled or shipped) may also use test fixtures. */
+const DEV_TOOLS = ['scripts/bench/', 'scripts/gen-vectors.ts'];
+
+/** shared/ is pure: only these packages, no sockets, files, threads or clock of its own. */
+const SHARED_PACKAGES = new Set(['node:crypto', 'tweetnacl', '@noble/hashes/blake2.js']);
+
+/**
+ * Module-level bindings shared/ may hold: memo caches of values derived from constants, which no
+ * input can change. Anything else (a nonce cache, a counter) is protocol state and belongs in a
+ * seam of the gateway or the device.
+ */
+const SHARED_MEMOS = new Set(['crypto.ts:defaultSuite', 'signed.ts:prefixes']);
+
+function sourceFiles(dir: string): string[] {
+  const out: string[] = [];
+  for (const e of readdirSync(join(ROOT, dir), { withFileTypes: true })) {
+    const rel = join(dir, e.name);
+    if (e.isDirectory()) out.push(...sourceFiles(rel));
+    else if (/\.(ts|mjs)$/.test(e.name)) out.push(rel);
+  }
+  return out;
+}
+
+/** Every module specifier a file imports: static imports and exports, and dynamic import(). */
+function importsOf(text: string): string[] {
+  const out: string[] = [];
+  const re =
+    /(?:^|\n)\s*(?:import|export)\s[^'"]*?from\s+['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)|(?:^|\n)\s*import\s+['"]([^'"]+)['"]/g;
+  for (const m of text.matchAll(re)) out.push((m[1] ?? m[2] ?? m[3])!);
+  return out;
+}
+
+function topFolder(file: string): string {
+  return file.split(sep)[0]!;
+}
+
+describe('layers', () => {
+  for (const [folder, allowed] of Object.entries(ALLOWED)) {
+    it(`${folder}/ imports only ${allowed.length ? allowed.join(', ') : 'itself'}`, () => {
+      const violations: string[] = [];
+      const files = sourceFiles(folder);
+      expect(files.length).toBeGreaterThan(0);
+      for (const file of files) {
+        for (const spec of importsOf(readFileSync(join(ROOT, file), 'utf8'))) {
+          if (!spec.startsWith('.')) continue;
+          const target = relative(ROOT, resolve(ROOT, dirname(file), spec));
+          const top = topFolder(target);
+          const devFixture = top === 'test' && DEV_TOOLS.some((d) => file.startsWith(d));
+          if (top !== folder && !allowed.includes(top) && !devFixture) violations.push(`${file} → ${target}`);
+        }
+      }
+      expect(violations).toEqual([]);
+    });
+  }
+
+  it('device/ and gateway/ never import each other', () => {
+    for (const [from, to] of [
+      ['device', 'gateway'],
+      ['gateway', 'device'],
+    ] as const) {
+      for (const file of sourceFiles(from)) {
+        for (const spec of importsOf(readFileSync(join(ROOT, file), 'utf8'))) {
+          if (spec.startsWith('.'))
+            expect(topFolder(relative(ROOT, resolve(ROOT, dirname(file), spec)))).not.toBe(to);
+        }
+      }
+    }
+  });
+
+  it('shared/ is pure: no sockets, files, threads or clock, and no state beyond constant memo caches', () => {
+    const problems: string[] = [];
+    for (const file of sourceFiles('shared')) {
+      const text = readFileSync(join(ROOT, file), 'utf8');
+      for (const spec of importsOf(text)) {
+        if (!spec.startsWith('.') && !SHARED_PACKAGES.has(spec)) problems.push(`${file} imports ${spec}`);
+      }
+      if (/\b(Date\.now|performance\.now|setTimeout|setInterval|process\.hrtime)\b/.test(text))
+        problems.push(`${file} reads a clock of its own`);
+      for (const m of text.matchAll(
+        /^(?:export\s+)?(?:let|var)\s+(\w+)|^(?:export\s+)?const\s+(\w+)\s*(?::[^=]+)?=\s*new\s+(?:Map|Set|WeakMap|Array)\b/gm,
+      )) {
+        const name = `${file.slice('shared/'.length)}:${m[1] ?? m[2]}`;
+        if (!SHARED_MEMOS.has(name)) problems.push(`${file} holds module state ${m[1] ?? m[2]}`);
+      }
+    }
+    expect(problems).toEqual([]);
+  });
+
+  it('the checker sees violations (it would fail on a bad import)', () => {
+    expect(
+      importsOf("import { x } from '../gateway/y.ts';\nconst m = await import('../device/z.ts');"),
+    ).toEqual(['../gateway/y.ts', '../device/z.ts']);
+  });
+});
