@@ -1,10 +1,12 @@
 // GatewayStore contract: written once, run against every store implementation (SQLite, memory, ...) [PLK-12].
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { ClipRecord, FamilyId, GatewayStore, NewEndpoint } from '../../gateway/interfaces.ts';
+import { StoreError } from '../../gateway/store/common.ts';
 import { toBase32, toHex } from '../../shared/bytes.ts';
 import { generateIdentity } from '../../shared/identity.ts';
 import { seededRandom } from '../../shared/random.ts';
 import type { EndpointId } from '../../shared/types.ts';
+import { expectCodeAsync } from '../helpers/errors.ts';
 
 const rnd = seededRandom('store-contract');
 
@@ -66,7 +68,7 @@ export function runStoreContract(name: string, makeStore: () => Promise<GatewayS
       await store.addEndpoints([a, b]);
       expect((await store.getEndpoint(b.id))?.role).toBe('parent');
       const c = newEndpoint('toy');
-      await expect(store.addEndpoints([c, a])).rejects.toThrow();
+      await expectCodeAsync(store.addEndpoints([c, a]), 'STORE_ENDPOINT_EXISTS', StoreError);
       expect(await store.getEndpoint(c.id)).toBeUndefined();
     });
 

@@ -3,7 +3,8 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connectEndpoint } from '../../device/transport/mqtt-connect.ts';
+import { ConnectError, connectEndpoint } from '../../device/transport/mqtt-connect.ts';
+import { expectCodeAsync } from '../helpers/errors.ts';
 import { selfSignedCert } from '../helpers/tls.ts';
 import { type Harness, startHarness } from './helpers/harness.ts';
 
@@ -34,7 +35,8 @@ describe('gateway over TLS', () => {
     });
     expect(conn.proof.endpointId).toBe(f.toy.id);
     await conn.close();
-    await expect(
+    const auditBefore = h.audit.events.length;
+    const refused = await expectCodeAsync(
       connectEndpoint({
         url,
         identity: f.mum,
@@ -42,6 +44,12 @@ describe('gateway over TLS', () => {
         clock: () => h.clock.now,
         timeoutMs: 2000,
       }),
-    ).rejects.toThrow();
+      'TRANSPORT',
+      ConnectError,
+    );
+    // The TLS handshake fails on the endpoint's side: the unpinned self-signed certificate is not trusted.
+    expect(refused.cause).toMatchObject({ code: 'DEPTH_ZERO_SELF_SIGNED_CERT' });
+    // No CONNECT reached the gateway, so it refused nothing.
+    expect(h.audit.events.length).toBe(auditBefore);
   });
 });

@@ -3,8 +3,10 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { CliError } from '../../scripts/cli-util.ts';
 import { csvField, timelineCsv, toCsv, writeReportFiles } from '../../scripts/loadtest/report-json-csv.ts';
 import { checkTarget, isLoopbackHost } from '../../scripts/loadtest/safety.ts';
+import type { LoadtestReport, RunSummary, TimePoint } from '../../scripts/loadtest/types.ts';
 import {
   addEncoded,
   encodeHistogram,
@@ -12,8 +14,8 @@ import {
   newHistogram,
   recordMs,
   summarize,
-} from '../../scripts/loadtest/stats.ts';
-import type { LoadtestReport, RunSummary, TimePoint } from '../../scripts/loadtest/types.ts';
+} from '../../sim/stats.ts';
+import { expectCode } from '../helpers/errors.ts';
 
 describe('CSV', () => {
   it('quotes only when needed (RFC 4180)', () => {
@@ -73,7 +75,9 @@ describe('safety', () => {
     expect(() => checkTarget('mqtt://192.168.1.2:1883', false)).toThrow(/non-loopback/);
     expect(() => checkTarget('mqtt://192.168.1.2:1883', true)).not.toThrow();
     expect(() => checkTarget('http://127.0.0.1', false)).toThrow(/mqtt/);
-    expect(() => checkTarget('nonsense', false)).toThrow();
+    const usage = expectCode(() => checkTarget('nonsense', false), 'CLI_USAGE', CliError);
+    expect(usage.exitCode).toBe(2);
+    expect(usage.message).toMatch(/must be "embedded", "forked" or an mqtt:\/\/ URL/);
   });
 });
 
