@@ -10,6 +10,8 @@ export default defineConfig({
         test: {
           name: 'unit',
           include: ['test/**/*.test.ts'],
+          // Fixed fast-check seeds in `npm test` (PLK_FC_SEED / PLK_FC_RUNS override; `npm run fuzz` is the random run).
+          setupFiles: ['test/helpers/fc-setup.ts'],
           exclude: ['test/interop/**', 'node_modules/**'],
           testTimeout: 30_000,
           hookTimeout: 30_000,

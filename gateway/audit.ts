@@ -1,10 +1,11 @@
 // Append-only, hash-chained audit log in its own SQLite file, with Ed25519-signed head anchors [PLK-12.2].
-import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type Database from 'better-sqlite3';
 import { ByteWriter, bytesEqual, concatBytes, fromHex, toHex, utf8 } from '../shared/bytes.ts';
 import { type CryptoSuite, defaultCrypto, sha256 } from '../shared/crypto.ts';
 import { isEndpointId, type PrivateIdentity } from '../shared/identity.ts';
+import { isJsonObject, type JsonValue, parseJson } from '../shared/json.ts';
 import type { Clock } from '../shared/types.ts';
 import type { AuditEvent, AuditLog, AuditVerifyResult } from './interfaces.ts';
 import { ensurePrivateDir, migrateDatabase, openDatabase } from './store/sqlite.ts';
@@ -428,22 +429,35 @@ export class SqliteAuditLog implements AuditLog {
   }
 }
 
-/** Reads an anchor file; undefined when missing or malformed. */
+/** An anchor file is one line of about 300 bytes; anything much larger is not one. */
+const MAX_ANCHOR_FILE_BYTES = 4096;
+
+/**
+ * Reads an anchor file; undefined when missing or malformed. Bounded before it is read (a regular
+ * file of at most 4 KiB: a FIFO or a huge file at the path can neither block nor exhaust the gateway)
+ * and parsed strictly (shared/json.ts: no duplicate or prototype keys, numbers must be safe integers).
+ */
 export function readAnchorFile(path: string): AuditAnchor | undefined {
-  let obj: unknown;
+  let obj: JsonValue;
   try {
-    obj = JSON.parse(readFileSync(path, 'utf8'));
+    const st = statSync(path);
+    if (!st.isFile() || st.size > MAX_ANCHOR_FILE_BYTES) return undefined;
+    obj = parseJson(readFileSync(path, 'utf8'), {
+      what: 'audit anchor file',
+      maxBytes: MAX_ANCHOR_FILE_BYTES,
+      maxDepth: 2,
+    });
   } catch {
     return undefined;
   }
-  if (!obj || typeof obj !== 'object') return undefined;
-  const o = obj as Record<string, unknown>;
-  if (o.plushlink !== 'audit-anchor' || o.v !== 1) return undefined;
-  if (typeof o.seq !== 'number' || typeof o.at !== 'number' || typeof o.hash !== 'string') return undefined;
-  if (!/^[0-9a-f]{64}$/.test(o.hash)) return undefined;
-  const sig = o.signature;
+  if (!isJsonObject(obj)) return undefined;
+  const { plushlink, v, seq, at, hash, signature: sig } = obj;
+  if (plushlink !== 'audit-anchor' || v !== 1) return undefined;
+  if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 0) return undefined;
+  if (typeof at !== 'number' || !Number.isSafeInteger(at)) return undefined;
+  if (typeof hash !== 'string' || !/^[0-9a-f]{64}$/.test(hash)) return undefined;
   if (sig !== null && (typeof sig !== 'string' || !/^[0-9a-f]{128}$/.test(sig))) return undefined;
-  return { seq: o.seq, at: o.at, hash: o.hash, signature: sig };
+  return { seq, at, hash, signature: sig };
 }
 
 /** Opens DIR/audit.db (DIR 0700, file 0600) with DIR/audit.anchor as the anchor mirror. */

@@ -2,6 +2,7 @@
 import { assertBytes, concatBytes, fromBase32, fromHex, toBase32, toHex, utf8 } from './bytes.ts';
 import { type CryptoSuite, defaultCrypto, sha256 } from './crypto.ts';
 import { PlushlinkError } from './errors.ts';
+import { describeValue, isJsonObject, type JsonObject, parseJson } from './json.ts';
 import { CONTEXT, ID_BYTES, ID_CHARS, KEY_BYTES, LIMITS } from './limits.ts';
 import { systemRandom } from './random.ts';
 import { type EndpointId, type RandomSource, ROLES, type Role } from './types.ts';
@@ -35,7 +36,10 @@ export function isEndpointId(value: unknown): value is EndpointId {
 
 export function parseEndpointId(value: unknown, field = 'id'): EndpointId {
   if (!isEndpointId(value))
-    throw new PlushlinkError('PLK_E_FIELD', `${field} is not a PlushLink endpoint id`);
+    throw new PlushlinkError(
+      'PLK_E_FIELD',
+      `${field} must be a PlushLink endpoint id, got ${typeof value === 'string' ? 'another string' : describeValue(value)}`,
+    );
   return value;
 }
 
@@ -120,40 +124,48 @@ export function privateKeyToJson(identity: PrivateIdentity): string {
   )}\n`;
 }
 
-function parseJsonObject(text: string, limit: number, what: string): Record<string, unknown> {
-  if (typeof text !== 'string') throw new PlushlinkError('PLK_E_TYPE', `${what} must be text`);
-  if (text.length > limit) throw new PlushlinkError('PLK_E_LIMIT', `${what} is larger than ${limit} bytes`);
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch {
-    throw new PlushlinkError('PLK_E_KEY_FILE', `${what} is not JSON`);
+function parseJsonObject(text: string, limit: number, what: string): JsonObject {
+  // Bounded and strict (size first, then depth, duplicate and prototype keys): see shared/json.ts.
+  const value = parseJson(text, { what, maxBytes: limit, maxDepth: 4, code: 'PLK_E_KEY_FILE' });
+  if (!isJsonObject(value)) {
+    throw new PlushlinkError('PLK_E_KEY_FILE', `${what} must be a JSON object, got ${describeValue(value)}`);
   }
-  if (!value || typeof value !== 'object' || Array.isArray(value)) {
-    throw new PlushlinkError('PLK_E_KEY_FILE', `${what} is not a JSON object`);
-  }
-  return value as Record<string, unknown>;
+  return value;
 }
 
 function parseRole(value: unknown): Role {
   if (typeof value !== 'string' || !ROLES.includes(value as Role)) {
-    throw new PlushlinkError('PLK_E_KEY_FILE', `role must be one of ${ROLES.join(', ')}`);
+    throw new PlushlinkError(
+      'PLK_E_KEY_FILE',
+      `role must be one of ${ROLES.join(', ')}, got ${describeValue(value)}`,
+    );
   }
   return value as Role;
 }
 
-function hexField(obj: Record<string, unknown>, name: string): Uint8Array {
+function hexField(obj: JsonObject, name: string): Uint8Array {
   const v = obj[name];
-  if (typeof v !== 'string') throw new PlushlinkError('PLK_E_KEY_FILE', `${name} is missing`);
+  if (typeof v !== 'string')
+    throw new PlushlinkError('PLK_E_KEY_FILE', `${name} must be a hex string, got ${describeValue(v)}`);
   return fromHex(v, name, KEY_BYTES);
+}
+
+/** The magic and version every key file starts with; never converts a parsed value to a string. */
+function checkKind(obj: JsonObject, magic: string, what: string): void {
+  if (obj.plushlink !== magic) {
+    throw new PlushlinkError(
+      'PLK_E_KEY_FILE',
+      `not a PlushLink ${what}: plushlink must be "${magic}", got ${describeValue(obj.plushlink)}`,
+    );
+  }
+  if (obj.v !== 1)
+    throw new PlushlinkError('PLK_E_VERSION', `${what} v must be 1, got ${describeValue(obj.v)}`);
 }
 
 /** Parses and checks a public identity file: the id must derive from the signing key [PLK-1.2]. */
 export function parseIdentityJson(text: string): PublicIdentity {
   const obj = parseJsonObject(text, LIMITS.identityFileBytes, 'identity file');
-  if (obj.plushlink !== 'identity')
-    throw new PlushlinkError('PLK_E_KEY_FILE', 'not a PlushLink identity file');
-  if (obj.v !== 1) throw new PlushlinkError('PLK_E_VERSION', `identity file version ${String(obj.v)}`);
+  checkKind(obj, 'identity', 'identity file');
   const role = parseRole(obj.role);
   const signPublicKey = hexField(obj, 'signPublicKey');
   const boxPublicKey = hexField(obj, 'boxPublicKey');
@@ -165,16 +177,17 @@ export function parseIdentityJson(text: string): PublicIdentity {
 /** Parses a private key file and re-derives every public value from the secrets. */
 export function parsePrivateKeyJson(text: string, crypto: CryptoSuite = defaultCrypto()): PrivateIdentity {
   const obj = parseJsonObject(text, LIMITS.keyFileBytes, 'key file');
-  if (obj.plushlink !== 'private-key')
-    throw new PlushlinkError('PLK_E_KEY_FILE', 'not a PlushLink private key file');
-  if (obj.v !== 1) throw new PlushlinkError('PLK_E_VERSION', `key file version ${String(obj.v)}`);
+  checkKind(obj, 'private-key', 'private key file');
   const identity = identityFromSecrets(
     parseRole(obj.role),
     hexField(obj, 'signSeed'),
     hexField(obj, 'boxSecret'),
     crypto,
   );
-  if (obj.id !== undefined && obj.id !== identity.id)
-    throw new PlushlinkError('PLK_E_ID_MISMATCH', String(obj.id));
+  if (obj.id !== undefined) {
+    // Typed before it is shown: a valid id is 32 characters of [a-z2-7], anything else only by kind.
+    const id = parseEndpointId(obj.id);
+    if (id !== identity.id) throw new PlushlinkError('PLK_E_ID_MISMATCH', `${id} is not ${identity.id}`);
+  }
   return identity;
 }

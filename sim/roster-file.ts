@@ -6,15 +6,16 @@ import { atomicWriteFile, readLimitedText } from '../platform/files.ts';
 import { fromHex, toHex } from '../shared/bytes.ts';
 import { PlushlinkError } from '../shared/errors.ts';
 import { identityToJson } from '../shared/identity.ts';
+import { describeValue, isJsonObject, parseJson } from '../shared/json.ts';
 import { KEY_BYTES } from '../shared/limits.ts';
 import {
-  MAX_PER_FAMILY,
   type MemberRole,
   type Roster,
   type RosterFamily,
   type RosterMember,
   type RosterPlan,
   rosterMember,
+  toysInFamily,
   validatePlan,
 } from './roster.ts';
 
@@ -76,14 +77,17 @@ export async function writeRosterFiles(
 const bad = (file: string, what: string): PlushlinkError =>
   new PlushlinkError('PLK_E_KEY_FILE', `${file}: ${what}`);
 
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
+const isRecord = isJsonObject;
 
 function secretsOf(file: string, v: unknown, where: string): [Uint8Array, Uint8Array] {
   if (!Array.isArray(v) || v.length !== 2 || typeof v[0] !== 'string' || typeof v[1] !== 'string')
-    throw bad(file, `${where} must be a pair of hex strings`);
-  return [fromHex(v[0], `${where} signSeed`, KEY_BYTES), fromHex(v[1], `${where} boxSecret`, KEY_BYTES)];
+    throw bad(file, `${where} must be a pair of hex strings, got ${describeValue(v)}`);
+  try {
+    return [fromHex(v[0], `${where} signSeed`, KEY_BYTES), fromHex(v[1], `${where} boxSecret`, KEY_BYTES)];
+  } catch (err) {
+    // PLK_E_FIELD from fromHex: one code for everything wrong inside the file.
+    throw new PlushlinkError('PLK_E_KEY_FILE', `${file}: ${(err as Error).message}`, { cause: err });
+  }
 }
 
 /**
@@ -109,14 +113,19 @@ export async function readRosterFiles(dir: string): Promise<Roster | undefined> 
     notFile: (p) => bad(p, 'not a file'),
     tooLarge: (p, n) => new PlushlinkError('PLK_E_LIMIT', `${p} is larger than ${n} bytes`),
   });
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch {
-    throw bad(file, 'not JSON');
-  }
+  // Strict and bounded (shared/json.ts): depth, duplicate and prototype keys, null-prototype objects.
+  const raw = parseJson(text, {
+    what: file,
+    maxBytes: MAX_KEYS_FILE_BYTES,
+    maxDepth: 5,
+    code: 'PLK_E_KEY_FILE',
+  });
   if (!isRecord(raw) || raw.plushlink !== 'fleet-keys') throw bad(file, 'not a PlushLink fleet key file');
-  if (raw.v !== 1) throw new PlushlinkError('PLK_E_VERSION', `${file}: unsupported fleet key file version`);
+  if (raw.v !== 1)
+    throw new PlushlinkError(
+      'PLK_E_VERSION',
+      `${file}: fleet key file v must be 1, got ${describeValue(raw.v)}`,
+    );
   const p = raw.plan;
   if (!isRecord(p)) throw bad(file, 'plan is missing');
   const num = (v: unknown): number => (typeof v === 'number' ? v : Number.NaN);
@@ -134,18 +143,31 @@ export async function readRosterFiles(dir: string): Promise<Roster | undefined> 
   }
   if (!Array.isArray(raw.families) || raw.families.length !== plan.families)
     throw bad(file, `expected ${plan.families} families`);
+  const familyIds = new Set<string>();
+  const endpointIds = new Set<string>();
   const families: RosterFamily[] = raw.families.map((f: unknown, i: number) => {
     if (!isRecord(f) || typeof f.id !== 'string' || !/^f[a-z2-7]{26}$/.test(f.id))
       throw bad(file, `family ${i} has no valid id`);
-    const list = (role: MemberRole, v: unknown): RosterMember[] => {
-      if (!Array.isArray(v) || v.length === 0 || v.length > MAX_PER_FAMILY)
-        throw bad(file, `family ${i} ${role}s must be a list of 1..${MAX_PER_FAMILY}`);
+    if (familyIds.has(f.id)) throw bad(file, `family ${i} repeats the id of an earlier family`);
+    familyIds.add(f.id);
+    const list = (role: MemberRole, v: unknown, count: number): RosterMember[] => {
+      if (!Array.isArray(v) || v.length !== count)
+        throw bad(file, `family ${i} must list ${count} ${role}s, got ${describeValue(v)}`);
       return v.map((pair: unknown, k: number) => {
         const [sign, box] = secretsOf(file, pair, `family ${i} ${role} ${k}`);
-        return rosterMember(role, i, k, sign, box);
+        const member = rosterMember(role, i, k, sign, box);
+        if (endpointIds.has(member.identity.id))
+          throw bad(file, `family ${i} ${role} ${k} repeats the keys of an earlier member`);
+        endpointIds.add(member.identity.id);
+        return member;
       });
     };
-    return { index: i, id: f.id as FamilyId, toys: list('toy', f.toys), parents: list('parent', f.parents) };
+    return {
+      index: i,
+      id: f.id as FamilyId,
+      toys: list('toy', f.toys, toysInFamily(plan, i)),
+      parents: list('parent', f.parents, plan.parentsPerFamily),
+    };
   });
   return { plan, families };
 }

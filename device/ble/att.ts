@@ -40,7 +40,7 @@ export const ATT_ERR = {
   CCCD_IMPROPERLY_CONFIGURED: 0xfd,
 } as const;
 
-/** A request answered with ATT_ERROR_RSP. */
+/** A request answered with ATT_ERROR_RSP (or, on the client, with a malformed or unexpected PDU: INVALID_PDU). */
 export class AttError extends CodedError<number> {
   constructor(
     code: number,

@@ -1,6 +1,6 @@
 // The toy's GATT-like PlushLink service: attribute table, security per characteristic, commands routed to injected handlers.
 import { LIMITS } from '../../shared/limits.ts';
-import { ATT_ERR, ATT_OP, errorRsp, handlePdu, readU16, u16 } from './att.ts';
+import { ATT_ERR, ATT_OP, AttError, errorRsp, handlePdu, readU16, u16 } from './att.ts';
 import type { LinkSecurity } from './link.ts';
 
 /** 128-bit UUIDs of the PlushLink service (random, version 4). */
@@ -45,8 +45,10 @@ export function encodeStatus(s: ToyBleStatus): Uint8Array {
   );
 }
 
+/** Decodes a STATUS value read from a toy; any other length is AttError(Invalid Attribute Value Length). */
 export function decodeStatus(b: Uint8Array): ToyBleStatus {
-  if (b.length !== 4) throw new RangeError(`status must be 4 bytes, got ${b.length}`);
+  if (b.length !== 4)
+    throw new AttError(ATT_ERR.INVALID_ATTRIBUTE_VALUE_LENGTH, ATT_OP.READ_REQ, HANDLES.STATUS);
   return { recording: b[0] === 1, batteryPercent: b[1]!, clipsWaiting: readU16(b, 2) };
 }
 

@@ -1,8 +1,9 @@
 // The phone as a BLE central: pairing (initiator), encryption, GATT client for the toy's service, and the clip relay.
+import { LIMITS } from '../../shared/limits.ts';
 import type { RandomSource } from '../../shared/types.ts';
 import type { Air, BleAddress, BlePeripheral, Connection } from './air.ts';
 import { sameAddress } from './air.ts';
-import { ATT_OP, AttError, handlePdu, readU16, u16 } from './att.ts';
+import { ATT_ERR, ATT_OP, AttError, handlePdu, readU16, u16 } from './att.ts';
 import { COMMAND, decodeStatus, HANDLES, type ToyBleStatus } from './gatt.ts';
 import { CID, LinkEnd, type LinkSecurity } from './link.ts';
 import { type PairingFeatures, type PairingOutcome, type PairingUi, SmpInitiator } from './pairing.ts';
@@ -133,6 +134,7 @@ export class PhoneLink {
       Uint8Array.of(ATT_OP.EXCHANGE_MTU_REQ, ...u16(clientRxMtu)),
       ATT_OP.EXCHANGE_MTU_RSP,
     );
+    if (rsp.length !== 3) throw new AttError(ATT_ERR.INVALID_PDU, ATT_OP.EXCHANGE_MTU_REQ, 0);
     this.mtu = Math.max(23, Math.min(clientRxMtu, readU16(rsp, 1)));
     this.connection.update({ attMtu: this.mtu });
     return this.mtu;
@@ -169,8 +171,14 @@ export class PhoneLink {
       this.link.sendL2cap(CID.ATT, pdu);
     }).then((rsp) => {
       const r = rsp as Uint8Array;
-      if (r[0] === ATT_OP.ERROR_RSP) throw new AttError(r[4]!, r[1]!, readU16(r, 2));
-      if (r[0] !== rspOpcode) throw new Error(`unexpected ATT response 0x${r[0]!.toString(16)}`);
+      const reqOpcode = pdu[0]!;
+      // A toy's answer is input like any other: a malformed or unexpected PDU is an AttError with
+      // Invalid PDU, never a TypeError from reading past its end.
+      if (r[0] === ATT_OP.ERROR_RSP) {
+        if (r.length !== 5) throw new AttError(ATT_ERR.INVALID_PDU, reqOpcode, 0);
+        throw new AttError(r[4]!, r[1]!, readU16(r, 2));
+      }
+      if (r.length === 0 || r[0] !== rspOpcode) throw new AttError(ATT_ERR.INVALID_PDU, reqOpcode, 0);
       return r;
     });
   }
@@ -192,6 +200,8 @@ export class PhoneLink {
     if (!this.clipOut) {
       if (chunk.length < 4) return;
       const total = new DataView(chunk.buffer, chunk.byteOffset, 4).getUint32(0, true);
+      // The announced length comes from the toy: never allocate more than an envelope can be.
+      if (total === 0 || total > LIMITS.maxEnvelopeBytes) return;
       this.clipOut = { total, buf: new Uint8Array(total), filled: 0 };
       chunk = chunk.subarray(4);
     }

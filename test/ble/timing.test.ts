@@ -14,6 +14,7 @@ import {
   simulateTransfer,
   validateLinkParams,
 } from '../../device/ble/timing.ts';
+import { fcParams } from '../helpers/fc.ts';
 
 describe('on-air time of one LL packet (Vol 6 Part B §2.1, §2.4)', () => {
   it('1M PHY, 27-byte payload, unencrypted: (1+4+2+27+3) octets = 37 octets = 296 bits = 296 µs', () => {
@@ -99,7 +100,7 @@ const arbParams: fc.Arbitrary<LinkParams> = fc
   .map(({ steps, ...r }) => linkParams({ ...r, connectionIntervalMs: steps * 1.25 }));
 
 const arbBytes = fc.integer({ min: 1, max: 40_000 });
-const runs = { numRuns: 150 };
+const runs = (): ReturnType<typeof fcParams> => fcParams({ numRuns: 150 });
 
 describe('monotonicity (fast-check)', () => {
   it('2M PHY is never slower than 1M', () => {
@@ -109,7 +110,7 @@ describe('monotonicity (fast-check)', () => {
         const t2 = estimateTransfer(n, { ...p, phy: '2M' }).expectedUs;
         return t2 <= t1;
       }),
-      runs,
+      runs(),
     );
   });
 
@@ -120,7 +121,7 @@ describe('monotonicity (fast-check)', () => {
         const b = estimateTransfer(n, { ...p, lossProbability: p.lossProbability + extra }).expectedUs;
         return b >= a;
       }),
-      runs,
+      runs(),
     );
   });
 
@@ -131,7 +132,7 @@ describe('monotonicity (fast-check)', () => {
         const b = estimateTransfer(n, { ...p, maxPacketsPerEvent: p.maxPacketsPerEvent + extra }).expectedUs;
         return b <= a;
       }),
-      runs,
+      runs(),
     );
   });
 
@@ -149,7 +150,7 @@ describe('monotonicity (fast-check)', () => {
           return b <= a;
         },
       ),
-      runs,
+      runs(),
     );
   });
 
@@ -172,7 +173,7 @@ describe('packet-by-packet scheduler and seeded simulation', () => {
         const f = fragment(n, p);
         return new LinkScheduler(p).send(0, f.llPayloads) === losslessTimeUs(f.llPayloads, p);
       }),
-      runs,
+      runs(),
     );
   });
 

@@ -9,6 +9,7 @@ import { readWav, readWavAsMono, writeWav } from '../../device/audio/wav.ts';
 import { encodePcmToOgg } from '../../device/codec/clip.ts';
 import { CodecError } from '../../device/codec/errors.ts';
 import { readOggOpus } from '../../device/codec/ogg.ts';
+import { fcParams } from '../helpers/fc.ts';
 
 function tone(rate: number, hz: number, ms: number, amp = 10000): Int16Array {
   const n = Math.round((rate * ms) / 1000);
@@ -103,7 +104,7 @@ describe('WAV', () => {
           if (!(err instanceof CodecError)) throw err;
         }
       }),
-      { numRuns: 1000 },
+      fcParams({ numRuns: 1000 }),
     );
   });
 });

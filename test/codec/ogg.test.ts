@@ -6,6 +6,7 @@ import { oggCrc32 } from '../../device/codec/crc32.ts';
 import { CodecError } from '../../device/codec/errors.ts';
 import { OggOpusWriter, parseOggPage, readOggOpus, writeOggOpus } from '../../device/codec/ogg.ts';
 import { opusPacketSamples48k } from '../../device/codec/opus-packet.ts';
+import { fcParams } from '../helpers/fc.ts';
 
 /** A fake SILK-WB 20 ms packet (TOC 0x48) of `len` bytes. */
 function packet(len: number, rnd: () => number): Uint8Array {
@@ -170,7 +171,7 @@ describe('Ogg Opus reader errors', () => {
           if (!(err instanceof CodecError)) throw err;
         }
       }),
-      { numRuns: 2000 },
+      fcParams({ numRuns: 2000 }),
     );
   });
 
@@ -202,7 +203,7 @@ describe('Ogg Opus reader errors', () => {
           }
         },
       ),
-      { numRuns: 1000 },
+      fcParams({ numRuns: 1000 }),
     );
   });
 });

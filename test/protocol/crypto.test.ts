@@ -12,6 +12,7 @@ import {
 } from '../../shared/crypto.ts';
 import { seededRandom } from '../../shared/random.ts';
 import { expectCode } from '../helpers/errors.ts';
+import { fcParams } from '../helpers/fc.ts';
 
 const node = nodeCryptoSuite();
 const nacl = tweetnaclSuite();
@@ -43,7 +44,7 @@ describe('Ed25519: node and tweetnacl are interchangeable', () => {
         expect(node.verify(pk, msg, sNacl)).toBe(true);
         expect(nacl.verify(pk, msg, sNode)).toBe(true);
       }),
-      { numRuns: 25 },
+      fcParams({ numRuns: 25 }),
     );
   });
 
@@ -60,7 +61,7 @@ describe('Ed25519: node and tweetnacl are interchangeable', () => {
           expect(s.verify(pk, other, sig)).toBe(false);
         }
       }),
-      { numRuns: 12 },
+      fcParams({ numRuns: 12 }),
     );
   });
 
@@ -95,7 +96,7 @@ describe('X25519: node and tweetnacl are interchangeable', () => {
         expect(toHex(nacl.x25519(b, pa))).toBe(toHex(ab));
         expect(toHex(boxBeforeNm(nacl, a, pb))).toBe(toHex(boxBeforeNm(node, b, pa)));
       }),
-      { numRuns: 25 },
+      fcParams({ numRuns: 25 }),
     );
   });
 
@@ -149,7 +150,7 @@ describe('X25519: node and tweetnacl are interchangeable', () => {
         expect(sealedBoxSeal(nacl, msg, pk, seededRandom(seed))).toEqual(sealed);
         expect(sealedBoxOpen(nacl, sealed, pk, sk)).toEqual(msg);
       }),
-      { numRuns: 15 },
+      fcParams({ numRuns: 15 }),
     );
   });
 });

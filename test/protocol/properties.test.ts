@@ -36,6 +36,7 @@ import {
 } from '../../shared/token.ts';
 import { parseTopic } from '../../shared/topics.ts';
 import type { EndpointId } from '../../shared/types.ts';
+import { fcParams } from '../helpers/fc.ts';
 
 const rnd = seededRandom('properties');
 const toy = generateIdentity('toy', rnd);
@@ -102,7 +103,7 @@ describe('roundtrips', () => {
           now,
         });
       }),
-      { numRuns: 60 },
+      fcParams({ numRuns: 60 }),
     );
   });
 
@@ -114,7 +115,7 @@ describe('roundtrips', () => {
         expect([d.gatewayId, d.endpointId, d.timestamp]).toEqual([gateway.id, endpoint.id, now]);
         expect(d.nonce).toEqual(nonce);
       }),
-      { numRuns: 60 },
+      fcParams({ numRuns: 60 }),
     );
   });
 
@@ -127,7 +128,7 @@ describe('roundtrips', () => {
         expect(r.clipId).toEqual(clipId);
         expect(describeReceipt(r).clipId).toBe(toHex(clipId));
       }),
-      { numRuns: 60 },
+      fcParams({ numRuns: 60 }),
     );
   });
 
@@ -163,7 +164,7 @@ describe('roundtrips', () => {
           expect(openClip(env, { recipient: r, sender: toy }).ogg).toEqual(ogg);
         },
       ),
-      { numRuns: 25 },
+      fcParams({ numRuns: 25 }),
     );
   });
 
@@ -175,7 +176,7 @@ describe('roundtrips', () => {
         expect(isBucketSize(padded.length)).toBe(true);
         expect(unpad(padded)).toEqual(content);
       }),
-      { numRuns: 80 },
+      fcParams({ numRuns: 80 }),
     );
   });
 
@@ -187,7 +188,7 @@ describe('roundtrips', () => {
         expect(s).toBeLessThanOrEqual(Math.max(n, LIMITS.minPaddedBytes) * 1.12);
         expect(padmeSize(s)).toBe(s);
       }),
-      { numRuns: 500 },
+      fcParams({ numRuns: 500 }),
     );
   });
 
@@ -201,7 +202,7 @@ describe('roundtrips', () => {
         expect(parseEndpointId(text)).toBe(text);
         expect(idToBytes(text)).toEqual(id);
       }),
-      { numRuns: 300 },
+      fcParams({ numRuns: 300 }),
     );
   });
 
@@ -220,7 +221,7 @@ describe('roundtrips', () => {
           expect(priv.id).toBe(id.id);
         },
       ),
-      { numRuns: 30 },
+      fcParams({ numRuns: 30 }),
     );
   });
 });
@@ -285,7 +286,7 @@ describe('decoders throw only PlushlinkError', () => {
       fc.property(fc.uint8Array({ maxLength: 400 }), (b) => {
         for (const d of DECODERS) onlyPlushlinkErrors(() => d.run(b));
       }),
-      { numRuns: 400 },
+      fcParams({ numRuns: 400 }),
     );
   });
 
@@ -298,7 +299,7 @@ describe('decoders throw only PlushlinkError', () => {
           onlyPlushlinkErrors(() => d.run(Uint8Array.from([d.type, PROTOCOL_VERSION, ...body])));
         }
       }),
-      { numRuns: 400 },
+      fcParams({ numRuns: 400 }),
     );
   });
 
@@ -317,7 +318,7 @@ describe('decoders throw only PlushlinkError', () => {
         const code = onlyPlushlinkErrors(() => run(copy));
         if (code === undefined) expect(copy).toEqual(bytes);
       }),
-      { numRuns: 400 },
+      fcParams({ numRuns: 400 }),
     );
   });
 
@@ -336,7 +337,7 @@ describe('decoders throw only PlushlinkError', () => {
           onlyPlushlinkErrors(() => openClip(copy, { recipient: mom, sender: toy }));
         },
       ),
-      { numRuns: 300 },
+      fcParams({ numRuns: 300 }),
     );
   });
 
@@ -370,7 +371,7 @@ describe('decoders throw only PlushlinkError', () => {
         onlyPlushlinkErrors(() => fromHex(s));
         onlyPlushlinkErrors(() => fromBase32(s));
       }),
-      { numRuns: 400 },
+      fcParams({ numRuns: 400 }),
     );
   });
 });
