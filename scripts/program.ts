@@ -26,6 +26,8 @@ export async function buildProgram(modules: readonly CommandModule[] = commandMo
   const program = new Command('plushlink')
     .description('PlushLink: connected plush toy simulator and authenticated voice-clip gateway')
     .version(version, '-V, --version', 'print the version')
+    // Root options only before the command name: `firmware sign --version N` is the subcommand's [PLK-13.7].
+    .enablePositionalOptions()
     .showHelpAfterError('(run with --help for usage)')
     .configureOutput({
       outputError: (str, write) => write(`plushlink: ${str.replace(/^error: /, '').trim()}\n`),

@@ -7,8 +7,9 @@ export type EndpointId = Brand<string, 'EndpointId'>;
 /** Milliseconds since the Unix epoch, or a duration in milliseconds. */
 export type Millis = Brand<number, 'Millis'>;
 
-export type Role = 'toy' | 'parent' | 'gateway';
-export const ROLES: readonly Role[] = ['toy', 'parent', 'gateway'];
+/** [PLK-1.3] `vendor`: a firmware vendor's signing identity [PLK-13]; never registered as an endpoint. */
+export type Role = 'toy' | 'parent' | 'gateway' | 'vendor';
+export const ROLES: readonly Role[] = ['toy', 'parent', 'gateway', 'vendor'];
 
 /** Source of random bytes; injected so seeded runs replay exactly. */
 export type RandomSource = (length: number) => Uint8Array;
