@@ -1,6 +1,6 @@
-// `plushlink provision|family|revoke|endpoints|audit|backup`: gateway administration on a data directory [PLK-12].
+// `plushlink provision|family|revoke|endpoints|audit|backup|restore`: gateway administration on a data directory [PLK-12].
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { Argument, type Command } from 'commander';
 import {
   type AdminHandles,
@@ -11,6 +11,7 @@ import {
   listEndpoints,
   openAdmin,
   provisionEndpoint,
+  restore,
   revoke,
   verifyAudit,
 } from '../../gateway/admin.ts';
@@ -241,14 +242,58 @@ export function registerAdminCommands(program: Command): void {
   withDataOptions(
     program
       .command('backup')
-      .description('online backup (safe while the gateway runs) into a new directory usable as --data')
+      .description(
+        "online backup (safe while the gateway runs) into a new directory (0700): the databases and the gateway's identity, PRIVATE key included; restore it with plushlink restore",
+      )
       .argument('<out>', 'new backup directory'),
-  ).action(
-    action(async (out: string, opts: DataOptions) => {
-      await withAdmin(opts, false, async ({ store, audit: log }) => {
-        const r = await backup(store, log, out);
-        process.stdout.write(`${r.dir}\n`);
-      });
-    }),
-  );
+  )
+    .option('--json', 'print the result as JSON')
+    .action(
+      action(async (out: string, opts: DataOptions) => {
+        await withAdmin(opts, false, async ({ store, audit: log }) => {
+          const r = await backup(store, log, out, { gatewayKeyDir: join(opts.data, 'gateway') });
+          const names = r.files.map((f) => relative(r.dir, f));
+          if (opts.json) {
+            printJson({ dir: r.dir, files: names, gatewayId: r.gatewayId ?? null, privateKey: r.privateKey });
+            return;
+          }
+          process.stdout.write(
+            `backup of gateway ${r.gatewayId ?? '(no gateway key)'} in ${r.dir}: ${names.join(', ')}\n`,
+          );
+          process.stdout.write(
+            r.privateKey
+              ? `this backup holds the gateway's PRIVATE key (${join(r.dir, 'gateway', PRIVATE_KEY_FILE)}, 0600): keep it as safe as the data directory\n`
+              : `no gateway key in ${join(opts.data, 'gateway')}: this backup cannot be restored as a gateway's identity\n`,
+          );
+        });
+      }),
+    );
+
+  program
+    .command('restore')
+    .description(
+      'restore a backup into a new data directory, after checking it (files, PRAGMA quick_check, audit chain with its own key, key ↔ database)',
+    )
+    .argument('<backup>', 'backup directory (made by plushlink backup)')
+    .requiredOption('--data <dir>', 'new data directory to restore into (must not exist, or be empty)')
+    .option('--json', 'print the result as JSON')
+    .action(
+      action(async (from: string, opts: { data: string; json?: boolean }) => {
+        const r = await restore(from, opts.data);
+        if (opts.json) {
+          printJson(r);
+          return;
+        }
+        process.stdout.write(
+          `restored gateway ${r.gatewayId} from ${r.from} into ${r.dir}: ${r.endpoints} endpoints, ${r.families} families, ${r.pendingDeliveries} pending deliveries; audit log ${r.audit.rows} rows verified (anchored through row ${r.audit.anchoredSeq}, signatures checked)\n`,
+        );
+        process.stdout.write(`files: ${r.files.join(', ')}\n`);
+        if (!r.idRecorded) {
+          process.stdout.write(
+            'the database did not record its gateway id (older data): the gateway records it at its next start\n',
+          );
+        }
+        process.stdout.write(`start it with: plushlink gateway --data ${r.dir}\n`);
+      }),
+    );
 }

@@ -27,6 +27,7 @@ interface GatewayCliOptions {
   clipBurst: number;
   byteRate: number;
   logLevel: string;
+  discardDamagedWal?: boolean;
 }
 
 async function runGateway(opts: GatewayCliOptions): Promise<void> {
@@ -44,6 +45,7 @@ async function runGateway(opts: GatewayCliOptions): Promise<void> {
     host: opts.host,
     port: opts.port,
     ...(tls ? { tls } : {}),
+    discardDamagedWal: opts.discardDamagedWal === true,
     limits: {
       ...DEFAULT_RATE_LIMITS,
       connectPerSecond: opts.connectRate,
@@ -61,6 +63,29 @@ async function runGateway(opts: GatewayCliOptions): Promise<void> {
       retentionIntervalMs: opts.retentionInterval,
     },
   });
+  // Before the listening line: whoever reads it may stop the gateway at once.
+  const stopped = new Promise<void>((resolve) => {
+    let stopping = false;
+    const stop = (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      logger.info({ event: 'gateway.stopping', signal }, 'shutting down');
+      resolve();
+    };
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.once('SIGTERM', () => stop('SIGTERM'));
+  });
+  for (const d of eg.check.discardedWal) {
+    logger.warn(
+      {
+        event: 'datadir.wal_discarded',
+        wal: d.path,
+        keptAs: d.keptAs,
+        droppedTransactions: d.droppedTransactions,
+      },
+      'damaged WAL accepted: committed transactions after the broken frame were dropped',
+    );
+  }
   let metricsServer: Awaited<ReturnType<typeof serveMetrics>> | undefined;
   try {
     if (opts.metricsPort !== undefined) {
@@ -85,17 +110,7 @@ async function runGateway(opts: GatewayCliOptions): Promise<void> {
   }
   await eg.audit.append({ at: Date.now(), kind: 'gateway.started', detail: { tls: !!tls } });
 
-  await new Promise<void>((resolve) => {
-    let stopping = false;
-    const stop = (signal: string) => {
-      if (stopping) return;
-      stopping = true;
-      logger.info({ event: 'gateway.stopping', signal }, 'shutting down');
-      resolve();
-    };
-    process.once('SIGINT', () => stop('SIGINT'));
-    process.once('SIGTERM', () => stop('SIGTERM'));
-  });
+  await stopped;
   await metricsServer?.close();
   await eg.audit.append({ at: Date.now(), kind: 'gateway.stopped' });
   await eg.close();
@@ -106,10 +121,18 @@ async function runGateway(opts: GatewayCliOptions): Promise<void> {
 export function registerGatewayCommands(program: Command): void {
   program
     .command('gateway')
-    .description('run the authenticated MQTT gateway (Aedes) on a data directory')
+    .description(
+      'run the authenticated MQTT gateway (Aedes) on a data directory. A new or empty directory is a first start (new gateway key); ' +
+        'an existing one is checked first — store missing or empty beside a gateway key, key not matching the database, ' +
+        'PRAGMA quick_check, damaged WAL — and refused with one line (restore it with plushlink restore)',
+    )
     .option('--host <addr>', 'listen address', '127.0.0.1')
     .option('--port <n>', 'listen port (0 picks a free one)', intOption('--port', 0, 65535), 1883)
-    .option('--data <dir>', 'data directory (gateway.db, audit.db, gateway/ key)', './data')
+    .option(
+      '--data <dir>',
+      'data directory (gateway.db, audit.db, gateway/ key); created on first start, checked on every start',
+      './data',
+    )
     .option('--tls-cert <file>', 'PEM certificate: serve MQTT over TLS')
     .option('--tls-key <file>', 'PEM private key for --tls-cert')
     .option(
@@ -173,5 +196,9 @@ export function registerGatewayCommands(program: Command): void {
       DEFAULT_RATE_LIMITS.bytesPerSecond,
     )
     .option('--log-level <level>', 'pino log level (fatal, error, warn, info, debug, silent)', 'info')
+    .option(
+      '--discard-damaged-wal',
+      'start although gateway.db-wal or audit.db-wal is damaged, accepting that SQLite drops the committed transactions after the broken frame (the log is copied to FILE.damaged-TIME first)',
+    )
     .action(action(async (opts: GatewayCliOptions) => runGateway(opts)));
 }
