@@ -1,18 +1,27 @@
 // What toys and parent apps share: the connect state machine with backoff, push-to-talk → sealed envelope → outbox → QoS 1, and the inbox (open → play → receipt).
 import { toHex } from '../shared/bytes.ts';
-import { type CodecParams, decodeClip, openClip, sealClip } from '../shared/envelope.ts';
+import {
+  type CodecParams,
+  decodeClip,
+  openClip,
+  resealClip,
+  sealClipKeepingKey,
+} from '../shared/envelope.ts';
 import { isPlushlinkError, PlushlinkError } from '../shared/errors.ts';
 import type { PrivateIdentity, PublicIdentity } from '../shared/identity.ts';
 import { MSG } from '../shared/limits.ts';
 import { seededRandom, systemRandom } from '../shared/random.ts';
-import { createReceipt, decodeReceipt, verifyReceipt } from '../shared/receipt.ts';
+import { createReceipt, decodeReceipt, type ReceiptStatus, verifyReceipt } from '../shared/receipt.ts';
+import { verifyRoster } from '../shared/roster.ts';
 import { clipTopic, inboxTopic, receiptTopic } from '../shared/topics.ts';
 import type { EndpointId, RandomSource } from '../shared/types.ts';
 import { Backoff, type BackoffOptions } from './backoff.ts';
 import { type DeviceClock, realClock } from './clock.ts';
+import { CodecError } from './codec/errors.ts';
 import { normalizeEncoderSettings, type OpusEncoderSettings } from './codec/opus.ts';
 import type { EncoderPool } from './codec/pool.ts';
 import { TypedEmitter } from './events.ts';
+import type { FirmwareReport, FirmwareUpdater } from './firmware.ts';
 import { Outbox, OutboxError, type OutboxItem, type OutboxOptions } from './outbox.ts';
 import { type PlayFormat, playClip, playedFileName } from './player.ts';
 import { type AudioInput, recordAudio, sharedEncoderPool } from './recorder.ts';
@@ -64,9 +73,17 @@ export interface EndpointEvents {
     readonly durationMs: number;
     readonly file?: string;
   };
+  /** [PLK-4.6] A roster from the gateway was adopted; `resealed` queued clips were sealed to it anew. */
+  roster: { readonly version: number; readonly members: readonly EndpointId[]; readonly resealed: number };
+  /** [PLK-6.3] A clip addressed to us could not be opened: an unopenable receipt was sent. */
+  unopenable: { readonly clipId: string; readonly sender: EndpointId; readonly reason: string };
+  /** [PLK-6.3] A recipient reported that it cannot open one of our clips. */
+  undeliverable: { readonly clipId: string; readonly recipient: EndpointId };
   /** A clip the gateway kept refusing (connection closed on it `attempts` times) was removed from the outbox. */
   abandoned: { readonly clipId: string; readonly sequence: number; readonly attempts: number };
   error: { readonly where: string; readonly error: Error };
+  /** A firmware release from the inbox was installed, was already installed, or was refused (with its reason) [PLK-13.4]. */
+  firmware: FirmwareReport;
 }
 
 export interface EndpointOptions {
@@ -104,6 +121,8 @@ export interface EndpointOptions {
   readonly maxPublishAttempts?: number;
   /** Remembered (sender, clip id) pairs for duplicate detection. Default 4096. */
   readonly dedupWindow?: number;
+  /** Checks and installs vendor-signed firmware from the inbox [PLK-13.5]; firmware messages are ignored without it. */
+  readonly firmware?: FirmwareUpdater;
 }
 
 export interface RecordResult {
@@ -113,6 +132,9 @@ export interface RecordResult {
   readonly ogg: Uint8Array;
   readonly durationMs: number;
 }
+
+/** How long a new connection waits for the gateway's roster before it publishes anyway [PLK-4.6]. */
+export const ROSTER_WAIT_MS = 2000;
 
 function toError(err: unknown): Error {
   return err instanceof Error ? err : new Error(String(err));
@@ -162,6 +184,12 @@ export abstract class Endpoint extends TypedEmitter<EndpointEvents> {
   private readonly sentAt = new Map<string, number>();
   private readonly attempts = new Map<string, number>();
   private inFlight: string | undefined;
+  /** Version of the roster we adopted last [PLK-4.6]. */
+  private rosterVersion = 0;
+  /** Pending while a new connection's roster has not been applied yet [PLK-4.6]. */
+  private rosterGate: Promise<void> | null = null;
+  private rosterGateOpen: (() => void) | null = null;
+  private rosterChain: Promise<void> = Promise.resolve();
   /** Inbox work in progress (open → play → receipt): stop() lets it finish. */
   private readonly tasks = new Set<Promise<void>>();
 
@@ -300,6 +328,9 @@ export abstract class Endpoint extends TypedEmitter<EndpointEvents> {
       this.backoff.reset();
       const closed = new Promise<void>((resolve) => link.onClose(() => resolve()));
       this.link = link;
+      // [PLK-4.6] the gateway's roster comes right after its proof: nothing is published before
+      // it is applied (queued clips may need re-sealing), but a gateway without one is not waited for long.
+      if (link.sendsRoster) this.closeRosterGate();
       link.onMessage((topic, payload) => this.onInbox(topic, payload));
       this.setState('online');
       this.kick();
@@ -351,7 +382,7 @@ export abstract class Endpoint extends TypedEmitter<EndpointEvents> {
     };
     const sequence = outbox.nextSequence();
     const createdAt = this.clock.now();
-    const envelope = sealClip({
+    const { envelope, contentKey } = sealClipKeepingKey({
       sender: identity,
       recipients,
       sequence,
@@ -378,6 +409,7 @@ export abstract class Endpoint extends TypedEmitter<EndpointEvents> {
       durationMs,
       recipients: recipients.map((r) => r.id),
       envelope,
+      contentKey,
     };
     await outbox.add(item);
     this.rememberSent(clipId, createdAt);
@@ -405,10 +437,30 @@ export abstract class Endpoint extends TypedEmitter<EndpointEvents> {
     });
   }
 
+  /** Holds the pump until this connection's roster has been applied (or ROSTER_WAIT_MS passed). */
+  private closeRosterGate(): void {
+    this.openRosterGate();
+    const timer = this.clock.setTimer(ROSTER_WAIT_MS, () => this.openRosterGate());
+    this.rosterGate = new Promise<void>((resolve) => {
+      this.rosterGateOpen = () => {
+        timer.cancel();
+        resolve();
+      };
+    });
+  }
+
+  private openRosterGate(): void {
+    const open = this.rosterGateOpen;
+    this.rosterGateOpen = null;
+    this.rosterGate = null;
+    open?.();
+  }
+
   /** One envelope in flight at a time, oldest first: the gateway requires increasing sequence numbers [PLK-8.1]. */
   private async pump(): Promise<void> {
     const outbox = this.outboxValue;
     if (!outbox) return;
+    if (this.rosterGate) await this.rosterGate;
     for (;;) {
       const link = this.link;
       const item = outbox.peek();
@@ -481,22 +533,114 @@ export abstract class Endpoint extends TypedEmitter<EndpointEvents> {
         return;
       }
       case MSG.RECEIPT:
+      case MSG.UNOPENABLE:
         this.onReceipt(payload);
         return;
+      case MSG.ROSTER: {
+        const task = this.onRoster(payload).catch((err: unknown) =>
+          this.emit('error', { where: 'roster', error: toError(err) }),
+        );
+        this.tasks.add(task);
+        void task.finally(() => this.tasks.delete(task));
+        return;
+      }
+      case MSG.FIRMWARE: {
+        const firmware = this.opts.firmware;
+        if (!firmware) return;
+        const task = firmware.handle(payload).then(
+          (report) => this.emit('firmware', report),
+          (err: unknown) => this.emit('error', { where: 'firmware', error: toError(err) }),
+        );
+        this.tasks.add(task);
+        void task.finally(() => this.tasks.delete(task));
+        return;
+      }
       default:
         return;
     }
+  }
+
+  /**
+   * [PLK-4.6] A roster signed by the pinned gateway that lists us: adopt it (unless older than the
+   * one we hold) and re-seal every queued clip whose recipients are no longer our default ones.
+   */
+  /** Rosters are applied one at a time, in arrival order (a second one waits for the first's re-sealing). */
+  private onRoster(payload: Uint8Array): Promise<void> {
+    const run = this.rosterChain.then(() => this.applyRoster(payload));
+    this.rosterChain = run.catch(() => undefined);
+    return run.finally(() => this.openRosterGate());
+  }
+
+  private async applyRoster(payload: Uint8Array): Promise<void> {
+    const identity = this.identityValue;
+    const gateway = this.gatewayValue;
+    if (!identity || !gateway) return;
+    const roster = verifyRoster(payload, { gateway, endpointId: identity.id });
+    if (roster.version < this.rosterVersion) return;
+    this.rosterVersion = roster.version;
+    this.setFamily(roster.members);
+    const resealed = await this.resealOutbox();
+    this.emit('roster', {
+      version: roster.version,
+      members: roster.members.map((m) => m.id),
+      resealed,
+    });
+  }
+
+  /** Re-seals queued clips to the current default recipients (same clip id, sequence and body); returns how many. */
+  private async resealOutbox(): Promise<number> {
+    const identity = this.identityValue;
+    const outbox = this.outboxValue;
+    if (!identity || !outbox) return 0;
+    const want = this.defaultRecipients();
+    if (want.length === 0) return 0;
+    const wantIds = new Set(want.map((r) => r.id));
+    let n = 0;
+    for (const item of outbox.items()) {
+      const same = item.recipients.length === wantIds.size && item.recipients.every((r) => wantIds.has(r));
+      if (same || item.clipId === this.inFlight) continue;
+      if (!item.contentKey) {
+        this.emit('error', {
+          where: 'roster',
+          error: new OutboxError(
+            'OUTBOX_REFUSED',
+            `clip ${item.clipId} cannot be re-sealed (no content key)`,
+          ),
+        });
+        continue;
+      }
+      const envelope = resealClip({
+        sender: identity,
+        envelope: item.envelope,
+        contentKey: item.contentKey,
+        recipients: want,
+        random: this.random,
+      });
+      if (await outbox.replace({ ...item, envelope, recipients: want.map((r) => r.id) })) {
+        this.attempts.delete(item.clipId);
+        n++;
+      }
+    }
+    return n;
   }
 
   private async onClip(payload: Uint8Array): Promise<void> {
     const identity = this.identityValue!;
     const now = this.clock.now();
     const header = decodeClip(payload).header;
-    const sender = this.familyById.get(header.sender);
-    if (!sender)
-      throw new PlushlinkError('PLK_E_WRONG_ENDPOINT', `clip from ${header.sender}, not a family member`);
-    const opened = openClip(payload, { recipient: identity, sender }); // verifies the signature first [PLK-5.6]
     const clipId = toHex(header.clipId);
+    let opened: ReturnType<typeof openClip>;
+    try {
+      const sender = this.familyById.get(header.sender);
+      if (!sender)
+        throw new PlushlinkError('PLK_E_WRONG_ENDPOINT', `clip from ${header.sender}, not a family member`);
+      opened = openClip(payload, { recipient: identity, sender }); // verifies the signature first [PLK-5.6]
+    } catch (err) {
+      // [PLK-6.3] say so, signed, so that the gateway sets the delivery aside instead of resending it.
+      await this.sendReceipt(header.sender, header.clipId, now, 'unopenable');
+      this.emit('unopenable', { clipId, sender: header.sender, reason: toError(err).message });
+      throw err;
+    }
     const key = `${header.sender}:${clipId}`;
     const duplicate = this.seen.has(key);
     this.seen.add(key);
@@ -512,17 +656,26 @@ export abstract class Endpoint extends TypedEmitter<EndpointEvents> {
       ogg: opened.ogg,
     });
     if (!duplicate) {
-      const played = await playClip(
-        {
-          playDir: this.opts.playDir,
-          playFormat: this.opts.playFormat,
-          decode: this.opts.decodeReceived,
-          fileName: (from, id, format) => this.playFileName(from, id, format),
-        },
-        clipId,
-        header.sender,
-        opened.ogg,
-      );
+      let played: Awaited<ReturnType<typeof playClip>>;
+      try {
+        played = await playClip(
+          {
+            playDir: this.opts.playDir,
+            playFormat: this.opts.playFormat,
+            decode: this.opts.decodeReceived,
+            fileName: (from, id, format) => this.playFileName(from, id, format),
+          },
+          clipId,
+          header.sender,
+          opened.ogg,
+        );
+      } catch (err) {
+        // A signed clip whose Ogg Opus does not play is as unopenable as one that does not decrypt.
+        if (!(err instanceof CodecError)) throw err;
+        await this.sendReceipt(header.sender, header.clipId, now, 'unopenable');
+        this.emit('unopenable', { clipId, sender: header.sender, reason: err.message });
+        throw err;
+      }
       this.emit('played', { clipId, sender: header.sender, ...played });
     }
     // [PLK-8.2] duplicates are receipted again (the gateway may have lost the first receipt).
@@ -535,11 +688,16 @@ export abstract class Endpoint extends TypedEmitter<EndpointEvents> {
     return playedFileName(this.name ?? this.id.slice(0, 8), from, clipId, format);
   }
 
-  private async sendReceipt(sender: EndpointId, clipId: Uint8Array, receivedAt: number): Promise<void> {
+  private async sendReceipt(
+    sender: EndpointId,
+    clipId: Uint8Array,
+    receivedAt: number,
+    status: ReceiptStatus = 'opened',
+  ): Promise<void> {
     const identity = this.identityValue!;
     const link = this.link;
     if (!link || link.closed) return; // the gateway resends the clip on reconnect; we receipt it then
-    const receipt = createReceipt({ recipient: identity, sender, clipId, receivedAt });
+    const receipt = createReceipt({ recipient: identity, sender, clipId, receivedAt, status });
     try {
       await link.publish(receiptTopic(identity.id), receipt);
     } catch {
@@ -558,11 +716,14 @@ export abstract class Endpoint extends TypedEmitter<EndpointEvents> {
       if (receipt.sender !== identity.id) return;
       const clipId = toHex(receipt.clipId);
       const sealedAt = this.sentAt.get(clipId);
-      this.emit('delivered', {
-        clipId,
-        recipient: receipt.recipient,
-        ms: sealedAt === undefined ? -1 : this.clock.now() - sealedAt,
-      });
+      if (receipt.status === 'unopenable')
+        this.emit('undeliverable', { clipId, recipient: receipt.recipient });
+      else
+        this.emit('delivered', {
+          clipId,
+          recipient: receipt.recipient,
+          ms: sealedAt === undefined ? -1 : this.clock.now() - sealedAt,
+        });
       // A receipt proves the gateway accepted the clip: if its PUBACK was lost, stop resending it.
       const outbox = this.outboxValue;
       if (outbox?.has(clipId) && this.inFlight !== clipId) {

@@ -5,6 +5,7 @@ import { toHex } from '../shared/bytes.ts';
 import { decodeClip } from '../shared/envelope.ts';
 import { CodedError } from '../shared/errors.ts';
 import { isEndpointId } from '../shared/identity.ts';
+import { describeValue, isJsonObject, type JsonValue, parseJson } from '../shared/json.ts';
 import { LIMITS } from '../shared/limits.ts';
 import type { EndpointId } from '../shared/types.ts';
 
@@ -17,6 +18,11 @@ export interface OutboxItem {
   readonly recipients: readonly EndpointId[];
   /** The sealed envelope exactly as it will be published (and republished). */
   readonly envelope: Uint8Array;
+  /**
+   * The clip's content key, so that the toy can re-seal it to a new roster without the audio
+   * [PLK-4.6]; as secret as the clip (the outbox file is 0600 and only ever on the device).
+   */
+  readonly contentKey?: Uint8Array;
 }
 
 export type OutboxErrorCode =
@@ -58,6 +64,7 @@ interface OutboxFile {
     durationMs: number;
     recipients: string[];
     envelope: string;
+    contentKey?: string;
   }[];
 }
 
@@ -71,24 +78,34 @@ function corrupt(path: string, why: string): OutboxError {
   return new OutboxError('OUTBOX_CORRUPT', `${path}: ${why}`);
 }
 
+/** Most items a file may list (the largest maxItems an Outbox accepts). */
+const MAX_FILE_ITEMS = 100_000;
+/** Base64 text of the largest envelope. */
+const MAX_ENVELOPE_BASE64 = Math.ceil(LIMITS.maxEnvelopeBytes / 3) * 4;
+const BASE64_RE = /^[A-Za-z0-9+/]*={0,2}$/;
+
 function parseOutboxFile(path: string, text: string): { lastSequence: number; items: OutboxItem[] } {
-  let raw: unknown;
+  let raw: JsonValue;
   try {
-    raw = JSON.parse(text);
-  } catch {
-    throw corrupt(path, 'not JSON');
+    // Strict and bounded (size, depth, no duplicate or prototype keys, null-prototype objects).
+    raw = parseJson(text, { what: 'outbox file', maxBytes: MAX_FILE_BYTES, maxDepth: 4 });
+  } catch (err) {
+    throw new OutboxError('OUTBOX_CORRUPT', `${path}: ${(err as Error).message}`, { cause: err });
   }
   const f = raw as Partial<OutboxFile> | null;
-  if (!f || typeof f !== 'object' || f.plushlink !== FILE_MAGIC || f.v !== 1)
-    throw corrupt(path, 'not an outbox file');
+  if (!isJsonObject(f) || f.plushlink !== FILE_MAGIC || f.v !== 1) throw corrupt(path, 'not an outbox file');
   if (!Number.isSafeInteger(f.lastSequence) || (f.lastSequence ?? -1) < 0)
-    throw corrupt(path, 'bad lastSequence');
-  if (!Array.isArray(f.items)) throw corrupt(path, 'items missing');
+    throw corrupt(path, `bad lastSequence (${describeValue(f.lastSequence)})`);
+  if (!Array.isArray(f.items)) throw corrupt(path, `items must be an array, got ${describeValue(f.items)}`);
+  if (f.items.length > MAX_FILE_ITEMS) throw corrupt(path, `more than ${MAX_FILE_ITEMS} items`);
   const items: OutboxItem[] = [];
   let prev = 0;
   for (const it of f.items) {
-    if (!it || typeof it !== 'object' || typeof it.envelope !== 'string') throw corrupt(path, 'bad item');
-    const envelope = new Uint8Array(Buffer.from(it.envelope, 'base64'));
+    if (!isJsonObject(it) || typeof it.envelope !== 'string') throw corrupt(path, 'bad item');
+    const b64 = it.envelope;
+    if (b64.length > MAX_ENVELOPE_BASE64 || b64.length % 4 !== 0 || !BASE64_RE.test(b64))
+      throw corrupt(path, 'envelope is not base64 of at most the envelope limit');
+    const envelope = new Uint8Array(Buffer.from(b64, 'base64'));
     let header: ReturnType<typeof decodeClip>['header'];
     try {
       header = decodeClip(envelope).header;
@@ -105,9 +122,16 @@ function parseOutboxFile(path: string, text: string): { lastSequence: number; it
     }
     if (header.sequence <= prev || header.sequence > (f.lastSequence ?? 0))
       throw corrupt(path, 'sequence order');
-    if (!Array.isArray(it.recipients) || !it.recipients.every(isEndpointId))
+    if (
+      !Array.isArray(it.recipients) ||
+      it.recipients.length > LIMITS.maxRecipients ||
+      !it.recipients.every(isEndpointId)
+    )
       throw corrupt(path, 'bad recipients');
     prev = header.sequence;
+    const key = (it as { contentKey?: unknown }).contentKey;
+    if (key !== undefined && (typeof key !== 'string' || !/^[0-9a-f]{64}$/.test(key)))
+      throw corrupt(path, 'content key is not 32 bytes of hex');
     items.push({
       clipId: it.clipId,
       sequence: header.sequence,
@@ -115,6 +139,7 @@ function parseOutboxFile(path: string, text: string): { lastSequence: number; it
       durationMs: header.durationMs,
       recipients: it.recipients as EndpointId[],
       envelope,
+      ...(typeof key === 'string' ? { contentKey: new Uint8Array(Buffer.from(key, 'hex')) } : {}),
     });
   }
   return { lastSequence: f.lastSequence ?? 0, items };
@@ -153,6 +178,7 @@ export class Outbox {
       let text: string | undefined;
       try {
         const st = await stat(box.path);
+        if (!st.isFile()) throw corrupt(box.path, 'not a regular file'); // a FIFO or device would block the read
         if (st.size > MAX_FILE_BYTES) throw corrupt(box.path, `larger than ${MAX_FILE_BYTES} bytes`);
         text = await readFile(box.path, 'utf8');
       } catch (err) {
@@ -244,6 +270,28 @@ export class Outbox {
     }
   }
 
+  /**
+   * Replaces a queued clip by the same clip sealed anew (same clip id and sequence number, other
+   * recipients [PLK-4.6]); persisted before it resolves. False when it was not queued.
+   */
+  async replace(item: OutboxItem): Promise<boolean> {
+    const i = this.queue.findIndex((it) => it.clipId === item.clipId);
+    const old = this.queue[i];
+    if (!old) return false;
+    if (old.sequence !== item.sequence)
+      throw new OutboxError('OUTBOX_SEQUENCE', 'a re-sealed clip keeps its sequence number');
+    this.queue[i] = item;
+    this.totalBytes += item.envelope.length - old.envelope.length;
+    try {
+      await this.persist();
+    } catch (err) {
+      this.queue[i] = old;
+      this.totalBytes -= item.envelope.length - old.envelope.length;
+      throw err;
+    }
+    return true;
+  }
+
   /** Removes an acknowledged envelope; false when it was not queued. */
   async remove(clipId: string): Promise<boolean> {
     const i = this.queue.findIndex((it) => it.clipId === clipId);
@@ -271,6 +319,7 @@ export class Outbox {
         durationMs: it.durationMs,
         recipients: [...it.recipients],
         envelope: Buffer.from(it.envelope).toString('base64'),
+        ...(it.contentKey ? { contentKey: Buffer.from(it.contentKey).toString('hex') } : {}),
       })),
     };
     return JSON.stringify(file);

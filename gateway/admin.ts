@@ -1,6 +1,18 @@
-// Gateway administration (code and CLI): provisioning, families, revocation, erase, audit check, backup; every action audited [PLK-12].
-import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+// Gateway administration (code and CLI): provisioning, families, revocation, erase, audit check, backup and restore; every action audited [PLK-12].
+import {
+  chmodSync,
+  constants,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  renameSync,
+  rmdirSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
 import {
   IDENTITY_FILE,
   PRIVATE_KEY_FILE,
@@ -9,9 +21,10 @@ import {
   writeKeyDir,
 } from '../platform/keyfiles.ts';
 import { toBase32, toHex } from '../shared/bytes.ts';
-import { CodedError } from '../shared/errors.ts';
+import { CodedError, PlushlinkError } from '../shared/errors.ts';
 import {
   generateIdentity,
+  identityToJson,
   type PrivateIdentity,
   type PublicIdentity,
   publicPart,
@@ -28,6 +41,7 @@ import {
   type SqliteAuditLog,
   type SqliteAuditLogOptions,
 } from './audit.ts';
+import { checkDataDir, DataDirError, GATEWAY_KEY_DIR, isEmptyDir } from './datadir.ts';
 import type {
   AuditLog,
   AuditVerifyResult,
@@ -182,7 +196,7 @@ export async function registerFamilies(
   const memberships = withIds.flatMap((f) =>
     f.members.filter((m) => fresh.has(m.id)).map((m) => ({ family: f.id, id: m.id })),
   );
-  await inChunks(memberships, (m) => store.addFamilyMember(m.family, m.id));
+  await inChunks(memberships, (m) => store.addFamilyMember(m.family, m.id, now));
   if (fresh.size > 0 || newFamilies.length > 0) {
     await audit.append({
       at: now,
@@ -243,8 +257,9 @@ export async function addFamilyMember(
 ): Promise<void> {
   parseFamilyId(family);
   checkEndpointId(endpoint);
-  await store.addFamilyMember(family, endpoint);
-  await audit.append({ at: nowOf(opts), kind: 'family.member_added', endpoint, detail: { family } });
+  const now = nowOf(opts);
+  await store.addFamilyMember(family, endpoint, now);
+  await audit.append({ at: now, kind: 'family.member_added', endpoint, detail: { family } });
 }
 
 /** Revokes an endpoint (it can no longer connect, and its id can never be registered again). */
@@ -255,9 +270,10 @@ export async function revoke(
   opts?: AdminOptions,
 ): Promise<void> {
   checkEndpointId(endpoint);
-  if (!(await store.revokeEndpoint(endpoint)))
+  const now = nowOf(opts);
+  if (!(await store.revokeEndpoint(endpoint, now)))
     throw new AdminError('ADMIN_UNKNOWN_ENDPOINT', `no endpoint ${endpoint}`);
-  await audit.append({ at: nowOf(opts), kind: 'endpoint.revoked', endpoint });
+  await audit.append({ at: now, kind: 'endpoint.revoked', endpoint });
 }
 
 export async function listEndpoints(
@@ -278,9 +294,10 @@ export async function eraseFamily(
   opts?: AdminOptions,
 ): Promise<{ clips: number; endpoints: number }> {
   parseFamilyId(family);
-  const r = await store.eraseFamily(family);
+  const now = nowOf(opts);
+  const r = await store.eraseFamily(family, now);
   await audit.append({
-    at: nowOf(opts),
+    at: now,
     kind: 'family.erased',
     detail: { family, clips: r.clips, endpoints: r.endpoints },
   });
@@ -298,30 +315,218 @@ interface BackupAudit {
   backup(path: string, anchorPath?: string): Promise<void>;
 }
 
+/** Copies `from` to the new file `to` (never overwriting) and narrows it to 0600. */
+function copyPrivateFile(from: string, to: string): void {
+  copyFileSync(from, to, constants.COPYFILE_EXCL);
+  chmodSync(to, 0o600);
+}
+
+export interface BackupResult {
+  readonly dir: string;
+  readonly files: string[];
+  /** The gateway whose key was copied (undefined when the data directory has no gateway key). */
+  readonly gatewayId: EndpointId | undefined;
+  /** True when the backup holds the gateway's PRIVATE key (DIR/gateway/endpoint.key, 0600). */
+  readonly privateKey: boolean;
+}
+
+/** DATA/gateway of a SQLite store's data directory (SqliteStore and WorkerSqliteStore know their file). */
+function keyDirOf(store: GatewayStore): string | undefined {
+  const path = (store as { path?: unknown }).path;
+  return typeof path === 'string' ? join(dirname(path), GATEWAY_KEY_DIR) : undefined;
+}
+
 /**
- * Online backup into the new directory `outDir` (0700): gateway.db, audit.db and audit.anchor —
- * itself a valid data directory (`--data outDir`). Works while the gateway is running.
+ * Online backup into the new directory `outDir` (0700, every file 0600): the gateway's identity
+ * (gateway/endpoint.key and identity.json — its PRIVATE key: keep the backup as safe as the data
+ * directory), gateway.db, audit.db and audit.anchor. Itself a valid data directory, restored with
+ * `restore` (`plushlink restore`). Works while the gateway is running: each database is copied as
+ * one consistent snapshot, so every clip acknowledged before the call is in the copy.
+ * `gatewayKeyDir` defaults to DATA/gateway beside a SQLite store's file.
  */
 export async function backup(
   store: GatewayStore,
   audit: AuditLog,
   outDir: string,
-  opts?: AdminOptions,
-): Promise<{ dir: string; files: string[] }> {
+  opts?: AdminOptions & { gatewayKeyDir?: string },
+): Promise<BackupResult> {
   if (existsSync(outDir) && (!statSync(outDir).isDirectory() || readdirSync(outDir).length > 0)) {
     throw new AdminError('ADMIN_BACKUP_EXISTS', `${outDir} already exists and is not an empty directory`);
   }
+  const keyDir = opts?.gatewayKeyDir ?? keyDirOf(store);
+  const key = keyDir && existsSync(join(keyDir, PRIVATE_KEY_FILE)) ? await readPrivateKey(keyDir) : undefined;
+  if (key && key.role !== 'gateway') {
+    throw new AdminError(
+      'ADMIN_NOT_GATEWAY_KEY',
+      `${keyDir}/${PRIVATE_KEY_FILE} is a ${key.role} key, not a gateway key`,
+    );
+  }
   mkdirSync(outDir, { recursive: true, mode: 0o700 });
-  const files = [join(outDir, STORE_FILE)];
-  await audit.append({ at: nowOf(opts), kind: 'admin.backup' });
-  await store.backup(files[0]!);
+  chmodSync(outDir, 0o700);
+  const files: string[] = [];
+  // The identity first: it never changes, and it is what signs the audit anchors copied below.
+  if (key && keyDir) {
+    const outKeys = join(outDir, GATEWAY_KEY_DIR);
+    mkdirSync(outKeys, { mode: 0o700 });
+    for (const f of [PRIVATE_KEY_FILE, IDENTITY_FILE]) {
+      if (f === IDENTITY_FILE && !existsSync(join(keyDir, f))) {
+        // The public half went missing: it is derived from the key.
+        writeFileSync(join(outKeys, f), identityToJson(publicPart(key)), { flag: 'wx', mode: 0o600 });
+      } else copyPrivateFile(join(keyDir, f), join(outKeys, f));
+      files.push(join(outKeys, f));
+    }
+  }
+  files.push(join(outDir, STORE_FILE));
+  await audit.append({ at: nowOf(opts), kind: 'admin.backup', detail: { identity: key !== undefined } });
+  await store.backup(join(outDir, STORE_FILE));
   const a = audit as Partial<BackupAudit>;
   if (typeof a.backup === 'function') {
     files.push(join(outDir, AUDIT_FILE));
-    await a.backup(files[1]!, join(outDir, ANCHOR_FILE));
+    await a.backup(join(outDir, AUDIT_FILE), join(outDir, ANCHOR_FILE));
     if (existsSync(join(outDir, ANCHOR_FILE))) files.push(join(outDir, ANCHOR_FILE));
   }
-  return { dir: outDir, files };
+  return { dir: outDir, files, gatewayId: key?.id, privateKey: key !== undefined };
+}
+
+// ---- restore -------------------------------------------------------------------------------------
+
+/** What a backup must hold to be restored as the same gateway. */
+const BACKUP_FILES: readonly string[] = [
+  STORE_FILE,
+  AUDIT_FILE,
+  join(GATEWAY_KEY_DIR, PRIVATE_KEY_FILE),
+  join(GATEWAY_KEY_DIR, IDENTITY_FILE),
+];
+/** Copied when present (a backup made by copying a stopped data directory may carry its logs). */
+const BACKUP_OPTIONAL_FILES: readonly string[] = [ANCHOR_FILE, `${STORE_FILE}-wal`, `${AUDIT_FILE}-wal`];
+
+export interface RestoreResult {
+  /** The new data directory. */
+  readonly dir: string;
+  readonly from: string;
+  readonly gatewayId: EndpointId;
+  /** Files restored, relative to `dir`. */
+  readonly files: string[];
+  readonly endpoints: number;
+  readonly families: number;
+  /** Deliveries still to be made (the backlog the restored gateway forwards). */
+  readonly pendingDeliveries: number;
+  /** The audit log's check with the backup's own gateway key (before the restore's own row). */
+  readonly audit: AuditVerifyReport;
+  /** False for data older than the recorded gateway id (the gateway records it at its first start). */
+  readonly idRecorded: boolean;
+}
+
+/** A check failing on the staged copy, told about the backup (its paths, not the staging ones). */
+function aboutBackup(err: unknown, stage: string, backupDir: string): unknown {
+  if (!(err instanceof CodedError)) return err;
+  const text =
+    err instanceof DataDirError
+      ? err.detail
+      : err instanceof PlushlinkError
+        ? `${err.code}: ${err.message}`
+        : err.message;
+  return new AdminError(
+    'RESTORE_BAD_BACKUP',
+    `backup ${backupDir} cannot be restored: ${text.split(stage).join(backupDir)}`,
+    {
+      cause: err,
+    },
+  );
+}
+
+/**
+ * Restores a backup (`backup`, `plushlink backup`) into the new data directory `dataDir`, which
+ * must not exist or be empty. The backup is copied to a staging directory beside `dataDir` (0700,
+ * files 0600; the backup itself is only read) and checked there: every file present, no damaged
+ * WAL, gateway.db passes PRAGMA quick_check, the key matches identity.json and the gateway id
+ * recorded in gateway.db, and the audit chain and its signed anchors verify with the backup's own
+ * gateway key. Only then is the staging directory renamed to `dataDir`; on any failure it is
+ * removed and nothing is left behind. The restore is audited in the restored log.
+ */
+export async function restore(
+  backupDir: string,
+  dataDir: string,
+  opts?: AdminOptions,
+): Promise<RestoreResult> {
+  const from = resolve(backupDir);
+  const dir = resolve(dataDir);
+  if (!existsSync(from) || !statSync(from).isDirectory()) {
+    throw new AdminError('RESTORE_NO_BACKUP', `${backupDir} is not a directory: no backup there`);
+  }
+  if (!existsSync(join(from, STORE_FILE))) {
+    throw new AdminError('RESTORE_NOT_A_BACKUP', `${backupDir} is not a PlushLink backup (no ${STORE_FILE})`);
+  }
+  const missing = BACKUP_FILES.filter((f) => !existsSync(join(from, f)));
+  if (missing.length > 0) {
+    const noKey = missing.some((f) => f.startsWith(GATEWAY_KEY_DIR));
+    throw new AdminError(
+      'RESTORE_INCOMPLETE',
+      `backup ${backupDir} is incomplete: ${missing.join(', ')} missing${noKey ? ' (a backup without the gateway identity cannot be restored as the same gateway)' : ''}`,
+    );
+  }
+  if (!isEmptyDir(dir)) {
+    throw new AdminError(
+      'RESTORE_TARGET_EXISTS',
+      `${dataDir} already exists and is not an empty directory; restore into a new directory`,
+    );
+  }
+  const parent = dirname(dir);
+  mkdirSync(parent, { recursive: true, mode: 0o700 });
+  // Beside the target, so that the final rename stays on one file system and is atomic.
+  const stage = join(parent, `.${basename(dir)}.restoring-${process.pid}-${toHex(systemRandom(4))}`);
+  const files = [...BACKUP_FILES, ...BACKUP_OPTIONAL_FILES.filter((f) => existsSync(join(from, f)))];
+  try {
+    mkdirSync(stage, { mode: 0o700 });
+    mkdirSync(join(stage, GATEWAY_KEY_DIR), { mode: 0o700 });
+    for (const f of files) copyPrivateFile(join(from, f), join(stage, f));
+    let check: Awaited<ReturnType<typeof checkDataDir>>;
+    try {
+      check = await checkDataDir(stage, { purpose: 'gateway' });
+    } catch (err) {
+      throw aboutBackup(err, stage, backupDir);
+    }
+    const key = check.gatewayKey;
+    if (!key) throw new AdminError('RESTORE_INCOMPLETE', `backup ${backupDir} holds no gateway key`);
+    const store = openSqliteStore(stage);
+    let audit: SqliteAuditLog | undefined;
+    let result: Omit<RestoreResult, 'dir' | 'files'>;
+    try {
+      audit = openSqliteAuditLog(stage, gatewayAuditKeys(key));
+      const report = await audit.verify();
+      if (!report.ok) {
+        throw new AdminError(
+          'RESTORE_BAD_BACKUP',
+          `backup ${backupDir} cannot be restored: its audit log does not verify with its gateway key ${key.id} (row ${report.firstBadRow ?? '?'}: ${report.reason ?? 'unknown'})`,
+        );
+      }
+      result = {
+        from: backupDir,
+        gatewayId: key.id,
+        endpoints: (await store.listEndpoints()).length,
+        families: (await store.listFamilies()).length,
+        pendingDeliveries: await store.backlog(),
+        audit: report,
+        idRecorded: check.storedGatewayId !== undefined,
+      };
+      await audit.append({
+        at: nowOf(opts),
+        kind: 'admin.restored',
+        detail: { rows: report.rows, endpoints: result.endpoints, pending: result.pendingDeliveries },
+      });
+    } finally {
+      await audit?.close(); // anchors the head (signed); closing the last connection merges each WAL
+      await store.close();
+    }
+    if (existsSync(dir)) rmdirSync(dir); // empty, checked above
+    renameSync(stage, dir);
+    chmodSync(dir, 0o700);
+    const restored = [...BACKUP_FILES, ANCHOR_FILE].filter((f) => existsSync(join(dir, f)));
+    return { dir, files: restored, ...result };
+  } catch (err) {
+    rmSync(stage, { recursive: true, force: true });
+    throw err;
+  }
 }
 
 // ---- opening a data directory --------------------------------------------------------------------
@@ -335,13 +540,17 @@ export interface AdminHandles {
 /**
  * Opens DIR/gateway.db and DIR/audit.db. `gatewayKey` (a key directory, a key file, or a public
  * identity.json) lets audit anchors be signed (private key) or at least checked (public key).
- * Without `create`, a directory holding no gateway.db is refused.
+ * Without `create`, a directory holding no gateway.db is refused. An existing directory is checked
+ * as a gateway start checks it (`checkDataDir`): a missing or empty store beside a gateway key or
+ * an audit log, a damaged WAL, a failing PRAGMA quick_check, a gateway key that is not the one the
+ * database belongs to, or a lost key are refused with a DataDirError (one line).
  */
 export async function openAdmin(
   dir: string,
   opts: { create?: boolean; gatewayKey?: string } = {},
 ): Promise<AdminHandles> {
-  if (!opts.create && !existsSync(join(dir, STORE_FILE))) {
+  const check = await checkDataDir(dir, { purpose: 'admin', create: opts.create === true });
+  if (!opts.create && check.fresh) {
     throw new AdminError('ADMIN_NO_DATA', `no PlushLink gateway data in ${dir} (wrong --data?)`);
   }
   const auditOpts: SqliteAuditLogOptions = {};

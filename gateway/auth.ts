@@ -22,6 +22,7 @@ import type { EndpointRecord, GatewayStore, NonceOutcome, NonceStore } from './i
  * (full nonce cache, store failure) fails closed with 3.
  */
 export const AUTH_REASONS = {
+  'protocol-version': { connack: 1, meaning: 'not MQTT 3.1.1 (protocol level 4)' },
   anonymous: { connack: 4, meaning: 'no username or no password' },
   'bad-username': { connack: 4, meaning: 'the username is not an endpoint id' },
   'client-id-mismatch': { connack: 2, meaning: 'the client id is not the username' },
@@ -35,6 +36,7 @@ export const AUTH_REASONS = {
   stale: { connack: 4, meaning: 'the token time is outside the window' },
   'bad-signature': { connack: 4, meaning: 'the token signature does not verify' },
   replay: { connack: 4, meaning: 'the token nonce was used before' },
+  'nonce-quota': { connack: 3, meaning: 'the endpoint holds its quota of unexpired nonces' },
   'nonce-store-full': { connack: 3, meaning: 'the replay cache is full (fail closed)' },
   'store-error': { connack: 3, meaning: 'the registry could not be read (fail closed)' },
   'rate-limited': { connack: 3, meaning: 'too many connects from this address (not audited)' },
@@ -43,8 +45,8 @@ export const AUTH_REASONS = {
 /** Why a connection was refused; used as audit detail and metric label. */
 export type AuthReason = keyof typeof AUTH_REASONS;
 
-/** MQTT 3.1.1 CONNACK return codes: 2 identifier rejected, 3 server unavailable, 4 bad user name or password, 5 not authorized. */
-export type ConnackCode = 2 | 3 | 4 | 5;
+/** MQTT 3.1.1 CONNACK return codes: 1 unacceptable protocol version, 2 identifier rejected, 3 server unavailable, 4 bad user name or password, 5 not authorized. */
+export type ConnackCode = 1 | 2 | 3 | 4 | 5;
 
 /** CONNACK code per refusal reason [PLK-12.6]. */
 export const AUTH_RETURN_CODES: Readonly<Record<AuthReason, ConnackCode>> = Object.fromEntries(
@@ -144,11 +146,17 @@ export async function authenticateConnect(ctx: AuthContext, attempt: ConnectAtte
   // [PLK-3.5] Nonce freshness, after the signature.
   let outcome: NonceOutcome;
   try {
-    outcome = await ctx.nonces.add(tokenReplayKey(token), tokenExpiry(token, ctx.tokenWindowMs), attempt.now);
+    outcome = await ctx.nonces.add(
+      tokenReplayKey(token),
+      id,
+      tokenExpiry(token, ctx.tokenWindowMs),
+      attempt.now,
+    );
   } catch {
     return refuse('nonce-store-full', id);
   }
   if (outcome === 'replay') return refuse('replay', id);
+  if (outcome === 'quota') return refuse('nonce-quota', id);
   if (outcome === 'full') return refuse('nonce-store-full', id);
   return { ok: true, endpoint, token };
 }

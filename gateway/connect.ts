@@ -10,7 +10,7 @@ import { newInboxSession } from './forward.ts';
 
 type PreConnect = (
   client: Client,
-  packet: { clean?: boolean; will?: unknown },
+  packet: { clean?: boolean; will?: unknown; protocolVersion?: number },
   cb: (e: Error | null, ok: boolean) => void,
 ) => void;
 type Authenticate = (
@@ -29,6 +29,28 @@ export function connectHandlers(
 
   const preConnect: PreConnect = (client, packet, cb) => {
     const source = sources.get(client.conn) ?? 'unknown';
+    if (packet.protocolVersion !== 4) {
+      // [PLK-3.1] MQTT 3.1.1 only. Aedes answers CONNACK 1 for levels outside 3..4 itself, but lets
+      // 3 (MQTT 3.1) through to authenticate, which can only return 2..5: so the level is marked
+      // unacceptable here (Aedes then sends CONNACK 1 before any authentication), counted and audited.
+      const level = packet.protocolVersion ?? 0;
+      packet.protocolVersion = 0;
+      ctx.metrics.authFailures.inc({ reason: 'protocol-version' });
+      ctx.log.info(
+        { event: 'auth.refused', reason: 'protocol-version', level, source },
+        'connection refused',
+      );
+      void ctx.auditRefusal(
+        {
+          at: ctx.clock(),
+          kind: 'auth.refused',
+          detail: { reason: 'protocol-version', code: 1, level, source },
+        },
+        source,
+      );
+      cb(null, true);
+      return;
+    }
     // [PLK-12.1] Per-source-address connection rate (token bucket). The refusal itself is sent as
     // CONNACK 3 from authenticate, so that well-behaved clients back off; no crypto work is done.
     ctx.limiters.connect.take(source, 1, ctx.clock()).then(
@@ -86,18 +108,27 @@ export function connectHandlers(
             queue: Promise.resolve(),
             inbox: newInboxSession(id, inboxTopic(id)),
           });
+          let set = ctx.sessions.get(id);
+          if (!set) {
+            set = new Set();
+            ctx.sessions.set(id, set);
+          }
+          set.add(client);
           ctx.metrics.connectsAccepted.inc();
           ctx.log.debug({ event: 'auth.ok', endpoint: id }, 'connected');
           done(null, true);
           return;
         }
         const err = refusal(result.reason, result.endpoint, source);
-        await ctx.audit({
-          at: now,
-          kind: 'auth.refused',
-          endpoint: result.endpoint,
-          detail: { reason: result.reason, code: err.returnCode, source },
-        });
+        await ctx.auditRefusal(
+          {
+            at: now,
+            kind: 'auth.refused',
+            endpoint: result.endpoint,
+            detail: { reason: result.reason, code: err.returnCode, source },
+          },
+          source,
+        );
         done(err, false);
       },
       (err: unknown) => {

@@ -3,7 +3,8 @@ import type { Client } from 'aedes';
 import type { Logger } from 'pino';
 import type { CryptoSuite } from '../shared/crypto.ts';
 import type { PrivateIdentity } from '../shared/identity.ts';
-import type { Clock } from '../shared/types.ts';
+import type { Clock, EndpointId } from '../shared/types.ts';
+import type { FirmwareDistributor } from './firmware.ts';
 import type { InboxSession } from './forward.ts';
 import type { IngestContext } from './ingest.ts';
 import type {
@@ -59,10 +60,16 @@ export interface GatewayContext {
   readonly ingest: IngestContext;
   /** State per authenticated connection (absent: not authenticated). */
   readonly states: WeakMap<Client, ConnState>;
+  /** Authenticated connections by endpoint (a takeover briefly has two) [PLK-12.7]. */
+  readonly sessions: Map<EndpointId, Set<Client>>;
+  /** [PLK-13.6] The firmware channel: releases to toys' inboxes after their proof (absent: no firmware). */
+  readonly firmware?: FirmwareDistributor | undefined;
   /** True once close() has begun: new work is refused. */
   closing(): boolean;
   /** [PLK-12.2] Appends to the audit log; never throws into the broker (a failure is logged loudly). */
   audit(event: AuditEvent): Promise<void>;
+  /** [PLK-12.8] A refusal caused by `source`: its own audit row within the budget, else summarised. */
+  auditRefusal(event: AuditEvent, source: string): Promise<void>;
 }
 
 /** The audit appender of a GatewayContext: failures are logged, never thrown. */

@@ -1,6 +1,5 @@
 // A gateway on a data directory: identity, SQLite store, audit log, rate limits and listener — one setup for the CLI, demo, load test and tests.
 import { existsSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { readIdentity, readPrivateKey, writeKeyDir } from '../platform/keyfiles.ts';
 import { PlushlinkError } from '../shared/errors.ts';
@@ -12,20 +11,13 @@ import {
 } from '../shared/identity.ts';
 import { LIMITS } from '../shared/limits.ts';
 import { gatewayAuditKeys, openSqliteAuditLog, type SqliteAuditLog } from './audit.ts';
+import { checkDataDir, type DataDirCheck, GATEWAY_ID_META, gatewayDataPaths } from './datadir.ts';
 import { createGateway, type Gateway, type GatewayOptions, type GatewayRateLimiters } from './gateway.ts';
 import { MemoryNonceStore, MemoryRateLimiter } from './limits.ts';
-import { openSqliteStore, type SqliteStore, STORE_FILE } from './store/sqlite.ts';
+import { ensurePrivateDir, openSqliteStore, type SqliteStore } from './store/sqlite.ts';
 import { openWorkerSqliteStore, type WorkerSqliteStore } from './store/sqlite-worker.ts';
 
-/** The gateway's own key directory inside a data directory: endpoint.key (0600) and identity.json. */
-export const GATEWAY_KEY_DIR = 'gateway';
-
-export function gatewayDataPaths(dataDir: string): { keyDir: string; identityFile: string } {
-  return {
-    keyDir: join(dataDir, GATEWAY_KEY_DIR),
-    identityFile: join(dataDir, GATEWAY_KEY_DIR, 'identity.json'),
-  };
-}
+export { DataDirError, GATEWAY_KEY_DIR, gatewayDataPaths } from './datadir.ts';
 
 /** Loads DATA/gateway/endpoint.key, or creates the gateway identity there on first start. */
 export async function loadOrCreateGatewayIdentity(
@@ -125,6 +117,8 @@ export interface EmbeddedGateway {
   readonly keyDir: string;
   /** True when the data directory had no store yet. */
   readonly created: boolean;
+  /** What the start-up check of the data directory found (quick_check time, WAL state, discarded logs). */
+  readonly check: DataDirCheck;
   /** Closes the listener, then the audit log and the store. */
   close(): Promise<void>;
 }
@@ -139,21 +133,48 @@ export interface EmbeddedGatewayOptions {
   readonly limits?: RateLimitSettings;
   /** Replay-cache capacity (connect-token nonces); full → CONNACK 3. */
   readonly nonceCapacity?: number;
+  /** Most unexpired nonces (connects within the token window) per endpoint; default 64 [PLK-3.5]. */
+  readonly noncesPerEndpoint?: number;
   /** `worker`: the SQLite writer runs in a worker thread (see docs/LOADTEST.md). */
   readonly storeKind?: 'sqlite' | 'worker';
+  /** [PLK-13.6] How often DATA/firmware is scanned for new firmware releases; default 5 s. */
+  readonly firmwarePollMs?: number;
+  /**
+   * Start although a WAL is damaged, accepting that SQLite drops the committed transactions after
+   * the broken frame (a copy of the log is kept beside it). Default false: refuse (DataDirError).
+   */
+  readonly discardDamagedWal?: boolean;
   /** Any other gateway option (logger, metrics, token window, retention, ...). */
   readonly gateway?: Partial<Omit<GatewayOptions, 'identity' | 'store' | 'audit' | 'nonces' | 'limiters'>>;
 }
 
-/** Opens (or creates) a gateway data directory and starts a gateway on it. */
+/**
+ * Opens (or creates) a gateway data directory and starts a gateway on it. An existing directory is
+ * checked first (`checkDataDir`): a missing or empty store beside a gateway key, a damaged WAL, a
+ * failing PRAGMA quick_check, or a key that is not the one the database belongs to is refused with
+ * a DataDirError (one line) before anything is opened. A new or empty directory is a first start.
+ */
 export async function startEmbeddedGateway(opts: EmbeddedGatewayOptions): Promise<EmbeddedGateway> {
   const dataDir = resolve(opts.dataDir);
-  await mkdir(dataDir, { recursive: true, mode: 0o700 });
-  const created = !existsSync(join(dataDir, STORE_FILE));
-  const { identity, dir: keyDir } = await loadOrCreateGatewayIdentity(dataDir);
+  const check = await checkDataDir(dataDir, {
+    purpose: 'gateway',
+    discardDamagedWal: opts.discardDamagedWal === true,
+  });
+  ensurePrivateDir(dataDir);
+  const created = check.fresh;
+  // The store before a new key: a start interrupted in between leaves a store without a key and
+  // without a recorded id (started again as a first start), never a key beside a missing store.
   const store = opts.storeKind === 'worker' ? openWorkerSqliteStore(dataDir) : openSqliteStore(dataDir);
+  let identity: PrivateIdentity;
+  let keyDir: string;
   let audit: SqliteAuditLog;
   try {
+    if (check.gatewayKey) {
+      identity = check.gatewayKey;
+      keyDir = gatewayDataPaths(dataDir).keyDir;
+    } else ({ identity, dir: keyDir } = await loadOrCreateGatewayIdentity(dataDir));
+    // Written at the first start (and at the first start of data older than the record).
+    if (check.storedGatewayId === undefined) await store.setMeta(GATEWAY_ID_META, identity.id);
     audit = openSqliteAuditLog(dataDir, gatewayAuditKeys(identity));
   } catch (err) {
     await store.close();
@@ -165,11 +186,17 @@ export async function startEmbeddedGateway(opts: EmbeddedGatewayOptions): Promis
     identity,
     store,
     audit,
-    nonces: new MemoryNonceStore(opts.nonceCapacity ?? 200_000),
+    // [PLK-3.5] durable nonces: a token captured before a restart stays refused after it.
+    nonces: await MemoryNonceStore.open(opts.nonceCapacity ?? 200_000, {
+      persist: store,
+      now: (opts.gateway?.clock ?? Date.now)(),
+      ...(opts.noncesPerEndpoint !== undefined ? { perEndpoint: opts.noncesPerEndpoint } : {}),
+    }),
     limiters: createRateLimiters(opts.limits ?? DEFAULT_RATE_LIMITS),
     host,
     port: opts.port ?? 0,
     ...(opts.tls ? { tls: opts.tls } : {}),
+    firmware: { dataDir, ...(opts.firmwarePollMs !== undefined ? { pollMs: opts.firmwarePollMs } : {}) },
   });
   let port: number;
   try {
@@ -191,6 +218,7 @@ export async function startEmbeddedGateway(opts: EmbeddedGatewayOptions): Promis
     dataDir,
     keyDir,
     created,
+    check,
     async close() {
       if (closed) return;
       closed = true;

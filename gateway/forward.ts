@@ -2,6 +2,7 @@
 import type { Client, PublishPacket } from 'aedes';
 import type { Logger } from 'pino';
 import type { EndpointId } from '../shared/types.ts';
+import type { GatewayContext } from './context.ts';
 import type { GatewayStore } from './interfaces.ts';
 import type { GatewayMetrics } from './metrics.ts';
 
@@ -87,13 +88,47 @@ export function newInboxSession(endpointId: EndpointId, topic: string): InboxSes
  */
 export class Forwarder {
   readonly inboxes = new InboxRegistry();
+  private readonly store: GatewayStore;
+  private readonly metrics: GatewayMetrics;
+  private readonly log: Logger;
+  /** Backlog sends per "recipient:sender:clipId" in this gateway's run [PLK-12.4]. */
+  private readonly attempts = new Map<string, number>();
 
   constructor(
-    private readonly store: GatewayStore,
-    private readonly metrics: GatewayMetrics,
-    private readonly log: Logger,
+    private readonly ctx: GatewayContext,
     private readonly backlogBatch: number,
-  ) {}
+    /** [PLK-12.4] Backlog sends without a receipt after which a delivery is set aside; default 5. */
+    private readonly maxAttempts = 5,
+  ) {
+    this.store = ctx.store;
+    this.metrics = ctx.metrics;
+    this.log = ctx.log;
+  }
+
+  /**
+   * Counts one more backlog send of this delivery; past `maxAttempts` it is set aside instead
+   * (audited), so that a clip the recipient never receipts cannot block the backlog for ever.
+   */
+  private async mayResend(recipient: EndpointId, sender: EndpointId, clipId: string): Promise<boolean> {
+    const key = `${recipient}:${sender}:${clipId}`;
+    const n = (this.attempts.get(key) ?? 0) + 1;
+    if (n <= this.maxAttempts) {
+      if (this.attempts.size >= 100_000) this.attempts.clear();
+      this.attempts.set(key, n);
+      return true;
+    }
+    this.attempts.delete(key);
+    if (await this.store.setAside(recipient, sender, clipId, this.ctx.clock())) {
+      this.metrics.deliveriesSetAside.inc({ reason: 'no-receipt' });
+      await this.ctx.audit({
+        at: this.ctx.clock(),
+        kind: 'delivery.set_aside',
+        endpoint: recipient,
+        detail: { reason: 'no-receipt', sender, attempts: this.maxAttempts },
+      });
+    }
+    return false;
+  }
 
   /** [PLK-4.4] After the proof: the endpoint receives live messages, and its backlog is sent. */
   open(client: Client, session: InboxSession): void {
@@ -124,14 +159,24 @@ export class Forwarder {
         const pending = await this.store.pendingFor(session.endpointId, this.backlogBatch);
         this.metrics.storeLatency.observe({ op: 'pendingFor' }, (performance.now() - t0) / 1000);
         session.truncated = pending.length >= this.backlogBatch;
+        let sent = 0;
+        let setAside = 0;
         for (const p of pending) {
           if (client.closed) return;
           const key = `${p.sender}:${p.clipId}`;
           if (session.outstanding.has(key)) continue;
+          if (!(await this.mayResend(session.endpointId, p.sender, p.clipId))) {
+            setAside++;
+            continue;
+          }
           session.outstanding.add(key);
           await publishTo(client, session.topic, p.envelope);
           this.metrics.clipsForwarded.inc();
+          sent++;
         }
+        // A batch that was all set aside sends nothing, so no receipt would ever ask for the next
+        // one: fetch it now, so that poison clips never hold back the clips behind them.
+        if (setAside > 0 && sent === 0 && session.truncated) session.again = true;
       } while (session.again && !client.closed);
     } catch (err) {
       if (!client.closed)

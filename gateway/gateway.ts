@@ -11,15 +11,19 @@ import type { PrivateIdentity } from '../shared/identity.ts';
 import { LIMITS } from '../shared/limits.ts';
 import { DEFAULT_TOKEN_WINDOW_MS } from '../shared/token.ts';
 import type { Clock, EndpointId } from '../shared/types.ts';
+import { AuditBudget, type AuditBudgetOptions } from './audit-budget.ts';
 import { connectHandlers } from './connect.ts';
 import { type ConnState, type GatewayContext, type GatewayRateLimiters, safeAudit } from './context.ts';
+import { FirmwareDistributor } from './firmware.ts';
 import { Forwarder } from './forward.ts';
 import { type IngestContext, RegistryCache } from './ingest.ts';
 import type { AuditLog, GatewayStore, NonceStore } from './interfaces.ts';
 import { createGatewayMetrics, type GatewayMetrics } from './metrics.ts';
-import { limitPackets } from './packet-limit.ts';
+import { DEFAULT_CONTROL_BUDGET, limitPackets } from './packet-limit.ts';
 import { publishHandlers } from './publish.ts';
+import { RegistryWatch } from './registry-watch.ts';
 import { runRetention } from './retention.ts';
+import { Rosters } from './roster.ts';
 import { subscribeHandlers } from './subscribe.ts';
 
 export type { GatewayRateLimiters } from './context.ts';
@@ -62,6 +66,14 @@ export interface GatewayOptions {
    * a 1 s, then 3 s, 7 s... retransmission timeout.
    */
   readonly listenBacklog?: number;
+  /** [PLK-12.7] How often the registry change feed is read; default 250 ms. */
+  readonly registryWatchMs?: number;
+  /** [PLK-12.8] Audit rows of refusals per source address and in all; defaults in audit-budget.ts. */
+  readonly auditBudget?: AuditBudgetOptions;
+  /** [PLK-9.2] Control packets per connection (burst, then per second); default 30, then 1/s. */
+  readonly controlBudget?: { readonly burst: number; readonly perSecond: number };
+  /** [PLK-13.6] Distribute the firmware releases of this data directory (DATA/firmware) to toys; none when absent. */
+  readonly firmware?: { readonly dataDir: string; readonly pollMs?: number };
 }
 
 export interface Gateway {
@@ -100,11 +112,14 @@ export function createGateway(opts: GatewayOptions): Gateway {
 
   const sources = new WeakMap<Duplex, string>();
   const states = new WeakMap<Client, ConnState>();
+  const sessions = new Map<EndpointId, Set<Client>>();
   let broker: Aedes | undefined;
   let server: Server | undefined;
   let retentionTimer: NodeJS.Timeout | undefined;
   let closing = false;
 
+  const writeAudit = safeAudit(audit, log);
+  const auditBudget = new AuditBudget(writeAudit, clock, opts.auditBudget);
   const ingest: IngestContext = {
     store,
     crypto,
@@ -115,6 +130,9 @@ export function createGateway(opts: GatewayOptions): Gateway {
     registry: new RegistryCache(store, opts.registryCacheMs ?? 1000),
     observeStore: (op, seconds) => metrics.storeLatency.observe({ op }, seconds),
   };
+  const firmware = opts.firmware
+    ? new FirmwareDistributor({ ...opts.firmware, log, audit: writeAudit, clock, crypto })
+    : undefined;
   const ctx: GatewayContext = {
     identity,
     store,
@@ -127,12 +145,21 @@ export function createGateway(opts: GatewayOptions): Gateway {
     tokenWindowMs,
     ingest,
     states,
+    sessions,
+    firmware,
     closing: () => closing,
-    audit: safeAudit(audit, log),
+    audit: writeAudit,
+    auditRefusal: (event, source) => auditBudget.refusal(event, source),
   };
-  const forwarder = new Forwarder(store, metrics, log, backlogBatch);
+  const forwarder = new Forwarder(ctx, backlogBatch);
+  const rosters = new Rosters(ctx);
+  const watch = new RegistryWatch(
+    ctx,
+    rosters,
+    opts.registryWatchMs ? { intervalMs: opts.registryWatchMs } : {},
+  );
   const { preConnect, authenticate } = connectHandlers(ctx, sources);
-  const { authorizeSubscribe, onSubscribed } = subscribeHandlers(ctx, forwarder);
+  const { authorizeSubscribe, onSubscribed } = subscribeHandlers(ctx, forwarder, rosters);
   const { authorizePublish, authorizeForward } = publishHandlers(ctx, forwarder);
   const retention = (): Promise<number> => runRetention(ctx, undeliveredMaxAgeMs);
 
@@ -148,8 +175,15 @@ export function createGateway(opts: GatewayOptions): Gateway {
     socket.on('error', () => {});
     const conn = limitPackets(socket, {
       maxPacketBytes,
+      control: { ...(opts.controlBudget ?? DEFAULT_CONTROL_BUDGET), now: clock },
+      subscribeQos1: true,
       onViolation: (reason, declared) => {
         metrics.socketViolations.inc({ reason });
+        // [PLK-12.8] audited within the per-source budget, summarised beyond it.
+        void auditBudget.refusal(
+          { at: clock(), kind: 'socket.violation', detail: { reason, declared, source } },
+          source,
+        );
         log.info(
           { event: 'socket.violation', reason, declared, source },
           'connection closed at socket level',
@@ -187,7 +221,11 @@ export function createGateway(opts: GatewayOptions): Gateway {
       b.on('subscribe', onSubscribed);
       b.on('clientDisconnect', (client) => {
         const state = states.get(client);
-        if (state) forwarder.close(client, state.inbox);
+        if (!state) return;
+        forwarder.close(client, state.inbox);
+        const set = sessions.get(state.endpoint.id);
+        set?.delete(client);
+        if (set?.size === 0) sessions.delete(state.endpoint.id);
       });
       b.on('connectionError', (_client, err) => {
         if (/connect did not arrive in time/.test(err.message))
@@ -219,6 +257,9 @@ export function createGateway(opts: GatewayOptions): Gateway {
         );
       });
       bound = srv.address() as AddressInfo;
+      await firmware?.start();
+      auditBudget.start();
+      await watch.start();
       if (retentionIntervalMs > 0) {
         retentionTimer = setInterval(() => {
           retention().catch((err: unknown) => log.error({ err: String(err) }, 'retention failed'));
@@ -246,6 +287,9 @@ export function createGateway(opts: GatewayOptions): Gateway {
       if (closing) return;
       closing = true;
       if (retentionTimer) clearInterval(retentionTimer);
+      firmware?.stop();
+      await watch.stop();
+      await auditBudget.stop();
       const srv = server;
       const closed = srv ? new Promise<void>((resolve) => srv.close(() => resolve())) : Promise.resolve();
       if (broker) {

@@ -20,6 +20,7 @@ export const INGEST_REASONS = {
   size: 'the envelope is larger than the limit',
   malformed: 'the envelope does not decode within the limits',
   sender: "the envelope sender is not the connection's endpoint",
+  'clip-time': 'the creation time is ahead of the gateway clock or older than the age limit',
   'rate-clips': "the endpoint's clip rate is exceeded",
   'rate-bytes': "the endpoint's byte rate is exceeded",
   'sender-revoked': 'the publishing endpoint, or the relayed sender, is revoked',
@@ -33,8 +34,10 @@ export const INGEST_REASONS = {
   'store-error': 'the store could not be read or written (nothing acknowledged)',
   'receipt-malformed': 'the receipt does not decode',
   'receipt-recipient': "the receipt is not signed for the connection's endpoint",
+  'receipt-time': 'the receipt time is ahead of the gateway clock or older than the age limit',
   'rate-receipts': "the endpoint's receipt rate is exceeded",
   'receipt-bad-signature': 'the receipt signature does not verify',
+  'receipt-unknown': 'no delivery of that clip to this recipient exists',
 } as const;
 
 /** Why a publish was refused; used as audit detail and metric label. */
@@ -54,7 +57,14 @@ export interface IngestContext {
   readonly registry?: RegistryCache;
   /** Observes store latency (seconds) per operation. */
   readonly observeStore?: (op: string, seconds: number) => void;
+  /** [PLK-9.3] How far a clip's creation time or a receipt's time may be ahead of the gateway's clock; default 60 s. */
+  readonly clockSkewMs?: number;
+  /** [PLK-9.3] How old they may be; default 7 days (the undelivered-clip retention). */
+  readonly maxAgeMs?: number;
 }
+
+export const DEFAULT_CLOCK_SKEW_MS = 60_000;
+export const DEFAULT_MAX_AGE_MS = 7 * 86_400_000;
 
 export type ClipOutcome =
   | {
@@ -116,6 +126,16 @@ export class RegistryCache {
     this.families.set(family, { members, at: now });
     return members;
   }
+
+  /** [PLK-12.7] A registry change: the next read of this endpoint and family goes to the store. */
+  invalidate(endpoint: EndpointId | null, family: FamilyId | null): void {
+    if (endpoint) this.endpoints.delete(endpoint);
+    if (family) this.families.delete(family);
+    // An erased endpoint's family is unknown here: its members' cached lists may still name it.
+    if (endpoint && !family)
+      for (const [f, e] of this.families)
+        if (e.members.some((m) => m.id === endpoint)) this.families.delete(f);
+  }
 }
 
 /** A clip that passed every check before the store write. */
@@ -155,6 +175,8 @@ export async function prepareClip(
   const h = clip.header;
   // [PLK-4.5] on the relay topic the sender is another member of the relaying endpoint's family.
   if (!opts.relay && h.sender !== endpoint.id) return refusedClip('sender');
+  // [PLK-9.3] no clip from the future, none older than retention would keep it.
+  if (!withinWindow(ctx, h.createdAt, now)) return refusedClip('clip-time', `created at ${h.createdAt}`);
   // [PLK-9.2] rate limits, per endpoint.
   if (!(await ctx.clipLimiter.take(endpoint.id, 1, now))) return refusedClip('rate-clips');
   if (!(await ctx.byteLimiter.take(endpoint.id, payload.length, now))) return refusedClip('rate-bytes');
@@ -233,18 +255,19 @@ export async function ingestClip(
 }
 
 export type ReceiptOutcome =
-  /** The delivery was recorded; the receipt should be forwarded to the clip's sender. */
+  /** The delivery was recorded; the receipt is forwarded to the clip's sender. */
   | { readonly kind: 'delivered'; readonly receipt: Receipt }
-  /**
-   * Valid receipt for a delivery the store no longer knows: the clip is gone (every recipient
-   * receipted it, or it expired). A repeated receipt while other recipients are pending is `delivered`.
-   */
-  | { readonly kind: 'unknown'; readonly receipt: Receipt }
+  /** This recipient receipted the clip before (a resend): acknowledged, not forwarded again. */
+  | { readonly kind: 'already'; readonly receipt: Receipt }
+  /** [PLK-6.3] The recipient cannot open the clip: its delivery is set aside and the sender told. */
+  | { readonly kind: 'set-aside'; readonly receipt: Receipt }
   | { readonly kind: 'refused'; readonly reason: IngestReason };
 
 /**
- * [PLK-12.4] A receipt published by `endpoint`: it must be a well-formed receipt signed by the
- * connection's own endpoint (the recipient); then the delivery is marked in the store.
+ * [PLK-6.2] A receipt published by `endpoint`, checked in order: well-formed, signed for the
+ * connection's own endpoint, time within the window [PLK-9.3], receipt rate, the endpoint not
+ * revoked, signature; then the delivery must exist for this recipient [PLK-6.2]. An
+ * "unopenable" receipt [PLK-6.3] sets the delivery aside instead of marking it done.
  */
 export async function ingestReceipt(
   ctx: IngestContext,
@@ -252,7 +275,7 @@ export async function ingestReceipt(
   payload: Uint8Array,
   now: number,
 ): Promise<ReceiptOutcome> {
-  if (payload.length !== RECEIPT_BYTES || payload[0] !== MSG.RECEIPT)
+  if (payload.length !== RECEIPT_BYTES || (payload[0] !== MSG.RECEIPT && payload[0] !== MSG.UNOPENABLE))
     return { kind: 'refused', reason: 'receipt-malformed' };
   let receipt: Receipt;
   try {
@@ -261,21 +284,46 @@ export async function ingestReceipt(
     return { kind: 'refused', reason: 'receipt-malformed' };
   }
   if (receipt.recipient !== endpoint.id) return { kind: 'refused', reason: 'receipt-recipient' };
+  if (!withinWindow(ctx, receipt.receivedAt, now)) return { kind: 'refused', reason: 'receipt-time' };
   if (ctx.receiptLimiter && !(await ctx.receiptLimiter.take(endpoint.id, 1, now))) {
     return { kind: 'refused', reason: 'rate-receipts' };
+  }
+  try {
+    const current = await (ctx.registry ?? new RegistryCache(ctx.store, 0)).endpoint(endpoint.id, now);
+    if (!current || current.revoked) return { kind: 'refused', reason: 'sender-revoked' };
+  } catch {
+    return { kind: 'refused', reason: 'store-error' };
   }
   try {
     verifyReceipt(payload, endpoint.signPublicKey, ctx.crypto);
   } catch {
     return { kind: 'refused', reason: 'receipt-bad-signature' };
   }
-  let known: boolean;
+  const clipId = toHex(receipt.clipId);
   try {
-    known = await timed(ctx, 'markDelivered', () =>
-      ctx.store.markDelivered(endpoint.id, receipt.sender, toHex(receipt.clipId), now),
+    if (receipt.status === 'unopenable') {
+      const aside = await timed(ctx, 'setAside', () =>
+        ctx.store.setAside(endpoint.id, receipt.sender, clipId, now),
+      );
+      if (aside) return { kind: 'set-aside', receipt };
+    }
+    const mark = await timed(ctx, 'markDelivered', () =>
+      ctx.store.markDelivered(endpoint.id, receipt.sender, clipId, now),
     );
+    if (mark === 'unknown') return { kind: 'refused', reason: 'receipt-unknown' };
+    return { kind: mark, receipt };
   } catch {
     return { kind: 'refused', reason: 'store-error' };
   }
-  return known ? { kind: 'delivered', receipt } : { kind: 'unknown', receipt };
+}
+
+/** [PLK-9.3] A clip's creation time or a receipt's time: not ahead of `now` by more than the skew, not older than the age limit. */
+export function withinWindow(
+  ctx: Pick<IngestContext, 'clockSkewMs' | 'maxAgeMs'>,
+  t: number,
+  now: number,
+): boolean {
+  return (
+    t <= now + (ctx.clockSkewMs ?? DEFAULT_CLOCK_SKEW_MS) && t >= now - (ctx.maxAgeMs ?? DEFAULT_MAX_AGE_MS)
+  );
 }

@@ -29,6 +29,30 @@ export interface ClipRecord {
   readonly envelope: Uint8Array;
 }
 
+/**
+ * A change of the registry that running gateways must act on at once [PLK-12.7]: a revoked or
+ * erased endpoint loses its session, a family whose members changed gets a new roster.
+ */
+export interface RegistryChange {
+  /** Increasing: a gateway tails the changes after the last one it has seen. */
+  readonly seq: number;
+  readonly kind: 'revoked' | 'erased' | 'member-added';
+  readonly endpoint: EndpointId;
+  /** The endpoint's family (null for an erased one: erasure keeps no family data). */
+  readonly family: FamilyId | null;
+  readonly at: number;
+}
+
+/** What a receipt did: marked a pending delivery, repeated an earlier receipt, or named no delivery of this recipient. */
+export type DeliveryMark = 'delivered' | 'already' | 'unknown';
+
+/** A stored connect-token nonce [PLK-3.5]. */
+export interface StoredNonce {
+  readonly key: string;
+  readonly endpoint: EndpointId;
+  readonly expiresAt: number;
+}
+
 export interface PendingDelivery {
   readonly recipient: EndpointId;
   readonly sender: EndpointId;
@@ -57,19 +81,30 @@ export interface GatewayStore {
   addEndpoints(recs: readonly NewEndpoint[]): Promise<void>;
   getEndpoint(id: EndpointId): Promise<EndpointRecord | undefined>;
   listEndpoints(): Promise<EndpointRecord[]>;
-  /** Marks revoked (kept so the id can never be re-registered); false when unknown. */
-  revokeEndpoint(id: EndpointId): Promise<boolean>;
+  /**
+   * Marks revoked (the row is kept) and leaves a tombstone, so the id can never be registered
+   * again [PLK-12.5]; records a `revoked` registry change. False when unknown.
+   */
+  revokeEndpoint(id: EndpointId, now: number): Promise<boolean>;
+  /** True when `id` was revoked or erased: registering it again is refused (STORE_TOMBSTONED). */
+  isTombstoned(id: EndpointId): Promise<boolean>;
 
   createFamily(id: FamilyId, now: number): Promise<void>;
-  /** An endpoint belongs to at most one family; adding it to a second one throws. */
-  addFamilyMember(family: FamilyId, endpoint: EndpointId): Promise<void>;
+  /** An endpoint belongs to at most one family; adding it to a second one throws. Records `member-added`. */
+  addFamilyMember(family: FamilyId, endpoint: EndpointId, now: number): Promise<void>;
   familyMembers(family: FamilyId): Promise<EndpointRecord[]>;
   listFamilies(): Promise<{ id: FamilyId; members: number }[]>;
   /**
    * Erases every trace of the family: its members' clips (sent or addressed to them),
-   * deliveries, sequence numbers, the members' registry rows and the family itself.
+   * deliveries, sequence numbers, the members' registry rows and the family itself. Each member
+   * id stays as a tombstone (the id only: no key, no family, no time of its own) and an `erased`
+   * registry change.
    */
-  eraseFamily(family: FamilyId): Promise<{ clips: number; endpoints: number }>;
+  eraseFamily(family: FamilyId, now: number): Promise<{ clips: number; endpoints: number }>;
+  /** Registry changes with seq > `after`, oldest first, at most `limit` [PLK-12.7]. */
+  registryChanges(after: number, limit: number): Promise<RegistryChange[]>;
+  /** The seq of the newest registry change (0 when none). */
+  latestRegistryChange(): Promise<number>;
 
   /** Highest accepted sequence number for a sender, 0 when none (survives restarts) [PLK-8.1]. */
   lastSequence(sender: EndpointId): Promise<number>;
@@ -82,8 +117,18 @@ export interface GatewayStore {
   acceptClip(clip: ClipRecord, recipients: readonly EndpointId[]): Promise<AcceptResult>;
   /** Undelivered clips for a recipient, oldest first. */
   pendingFor(recipient: EndpointId, limit: number): Promise<PendingDelivery[]>;
-  /** Records a receipt; deletes the clip once every recipient has receipted. False when unknown. */
-  markDelivered(recipient: EndpointId, sender: EndpointId, clipId: string, at: number): Promise<boolean>;
+  /**
+   * Records a receipt [PLK-6.2]; deletes the clip once every recipient has receipted. `already`:
+   * this recipient receipted it before (or the clip is gone after every delivery, its id still
+   * remembered); `unknown`: no delivery of this clip to this recipient exists.
+   */
+  markDelivered(recipient: EndpointId, sender: EndpointId, clipId: string, at: number): Promise<DeliveryMark>;
+  /**
+   * [PLK-12.4] Moves a pending delivery aside (a recipient that cannot open the clip, or a clip
+   * delivered too often without a receipt) so that it never blocks the recipient's backlog;
+   * deletes the clip when nothing else is pending. False when no such pending delivery exists.
+   */
+  setAside(recipient: EndpointId, sender: EndpointId, clipId: string, at: number): Promise<boolean>;
   /**
    * Retention: deletes clips received before `before` that are still undelivered, and forgets
    * accepted clip ids that old (kept to recognise retransmissions); returns the count of clips.
@@ -91,6 +136,16 @@ export interface GatewayStore {
   expireUndelivered(before: number): Promise<number>;
   /** Number of pending (undelivered) deliveries. */
   backlog(): Promise<number>;
+  /**
+   * [PLK-3.5] Connect-token nonces, durable before the connection is accepted, so that a token
+   * captured before a restart (clean or SIGKILL) cannot be replayed after it.
+   */
+  recordNonce(nonce: StoredNonce): Promise<void>;
+  /** Nonces that have not expired at `now` (a restarting gateway loads them); expired ones are dropped. */
+  loadNonces(now: number): Promise<StoredNonce[]>;
+  /** Facts about this data directory (e.g. `gateway_id`: the identity the data belongs to). */
+  getMeta(key: string): Promise<string | undefined>;
+  setMeta(key: string, value: string): Promise<void>;
   /** Consistent online backup to `path`. */
   backup(path: string): Promise<void>;
   close(): Promise<void>;
@@ -126,11 +181,14 @@ export interface RateLimiter {
   take(key: string, cost: number, now: number): Promise<boolean>;
 }
 
-/** fresh: recorded now; replay: seen and unexpired; full: no room, refused (fail closed). */
-export type NonceOutcome = 'fresh' | 'replay' | 'full';
+/**
+ * fresh: recorded now (durably, where the store persists); replay: seen and unexpired; quota: the
+ * endpoint already holds its quota of unexpired nonces; full: no room, refused (fail closed).
+ */
+export type NonceOutcome = 'fresh' | 'replay' | 'quota' | 'full';
 
 /** Connect-token nonce replay cache [PLK-3.5]. */
 export interface NonceStore {
-  /** Records `key` until `expiresAt`: `fresh`, or `replay` when present, or `full` (refused: fail closed). */
-  add(key: string, expiresAt: number, now: number): Promise<NonceOutcome>;
+  /** Records `key` of `endpoint` until `expiresAt`; resolves only once it is recorded. */
+  add(key: string, endpoint: string, expiresAt: number, now: number): Promise<NonceOutcome>;
 }

@@ -1,5 +1,6 @@
 // In-process rate limiting (token buckets, bounded with LRU eviction) and the connect-nonce replay store [PLK-3.5].
-import type { NonceOutcome, NonceStore, RateLimiter } from './interfaces.ts';
+import type { EndpointId } from '../shared/types.ts';
+import type { NonceOutcome, NonceStore, RateLimiter, StoredNonce } from './interfaces.ts';
 
 export interface TokenBucketOptions {
   /** Bucket size: the largest burst. */
@@ -100,49 +101,120 @@ export class MemoryRateLimiter implements RateLimiter {
   }
 }
 
+/** Where nonces are made durable (the gateway's store) and read back after a restart. */
+export interface NoncePersistence {
+  recordNonce(nonce: StoredNonce): Promise<void>;
+  loadNonces(now: number): Promise<StoredNonce[]>;
+}
+
+export interface NonceStoreOptions {
+  /** Most unexpired nonces (= connects within the token window) per endpoint; default 64. */
+  readonly perEndpoint?: number;
+  /** Make every nonce durable before `add` resolves (and load them in `open`). In memory only when absent. */
+  readonly persist?: NoncePersistence;
+}
+
 /**
  * [PLK-3.5] Connect-token nonces, remembered until their token leaves the timestamp window.
- * Bounded; fails closed (refuses) when full of unexpired nonces.
+ * Bounded; fails closed (refuses) when full of unexpired nonces, and refuses an endpoint that
+ * holds its quota of unexpired nonces (so one key cannot fill the cache for everyone). With
+ * `persist`, a nonce is durable before `add` resolves and `open` loads the unexpired ones, so a
+ * token captured before a restart (clean or SIGKILL) stays refused after it.
  */
 export class MemoryNonceStore implements NonceStore {
-  /** Nonce key → expiry (ms), in insertion order. */
-  private readonly entries = new Map<string, number>();
+  /** Nonce key → its endpoint and expiry (ms), in insertion order. */
+  private readonly entries = new Map<string, { readonly endpoint: string; readonly expiresAt: number }>();
+  /** Endpoint → expiries of its nonces (may hold expired ones until looked at). */
+  private readonly byEndpoint = new Map<string, number[]>();
+  readonly perEndpoint: number;
+  private readonly persist: NoncePersistence | undefined;
 
-  constructor(readonly capacity = 200_000) {
+  constructor(
+    readonly capacity = 200_000,
+    opts: NonceStoreOptions = {},
+  ) {
     if (!Number.isInteger(capacity) || capacity < 1)
       throw new RangeError('capacity must be a positive integer');
+    this.perEndpoint = opts.perEndpoint ?? 64;
+    if (!Number.isInteger(this.perEndpoint) || this.perEndpoint < 1)
+      throw new RangeError('perEndpoint must be a positive integer');
+    this.persist = opts.persist;
+  }
+
+  /** A store with the unexpired nonces of `opts.persist` loaded (a restarting gateway). */
+  static async open(capacity: number, opts: NonceStoreOptions & { now: number }): Promise<MemoryNonceStore> {
+    const store = new MemoryNonceStore(capacity, opts);
+    if (opts.persist) {
+      for (const n of await opts.persist.loadNonces(opts.now)) {
+        if (store.entries.size >= capacity) break;
+        store.insert(n.key, n.endpoint, n.expiresAt);
+      }
+    }
+    return store;
   }
 
   get size(): number {
     return this.entries.size;
   }
 
-  /** Synchronous form of add(). */
-  addSync(key: string, expiresAt: number, now: number): NonceOutcome {
+  private insert(key: string, endpoint: string, expiresAt: number): void {
+    this.entries.delete(key);
+    this.entries.set(key, { endpoint, expiresAt });
+    let list = this.byEndpoint.get(endpoint);
+    if (!list) {
+      list = [];
+      this.byEndpoint.set(endpoint, list);
+    }
+    list.push(expiresAt);
+  }
+
+  /** Unexpired nonces of `endpoint` (drops the expired ones it finds). */
+  private held(endpoint: string, now: number): number {
+    const list = this.byEndpoint.get(endpoint);
+    if (!list) return 0;
+    const live = list.filter((e) => e >= now);
+    if (live.length === 0) this.byEndpoint.delete(endpoint);
+    else if (live.length !== list.length) this.byEndpoint.set(endpoint, live);
+    return live.length;
+  }
+
+  /** Synchronous check-and-record in memory (no persistence). */
+  addSync(key: string, endpoint: string, expiresAt: number, now: number): NonceOutcome {
     if (typeof key !== 'string' || key.length === 0) throw new TypeError('key must be a non-empty string');
+    if (typeof endpoint !== 'string' || endpoint.length === 0)
+      throw new TypeError('endpoint must be a non-empty string');
     if (!Number.isFinite(expiresAt) || !Number.isFinite(now))
       throw new TypeError('expiresAt and now must be finite (ms)');
     const seen = this.entries.get(key);
-    if (seen !== undefined && seen >= now) return 'replay';
+    if (seen !== undefined && seen.expiresAt >= now) return 'replay';
+    if (this.held(endpoint, now) >= this.perEndpoint) return 'quota';
     if (seen === undefined && this.entries.size >= this.capacity) {
       this.sweep(now);
       if (this.entries.size >= this.capacity) return 'full';
     }
-    this.entries.delete(key);
-    this.entries.set(key, expiresAt);
+    this.insert(key, endpoint, expiresAt);
     return 'fresh';
   }
 
   /** Drops every expired entry; runs only when the cache is full. */
   private sweep(now: number): void {
-    for (const [k, exp] of this.entries) if (exp < now) this.entries.delete(k);
+    for (const [k, e] of this.entries) if (e.expiresAt < now) this.entries.delete(k);
+    for (const endpoint of [...this.byEndpoint.keys()]) this.held(endpoint, now);
   }
 
-  add(key: string, expiresAt: number, now: number): Promise<NonceOutcome> {
+  async add(key: string, endpoint: string, expiresAt: number, now: number): Promise<NonceOutcome> {
+    const outcome = this.addSync(key, endpoint, expiresAt, now);
+    if (outcome !== 'fresh' || !this.persist) return outcome;
     try {
-      return Promise.resolve(this.addSync(key, expiresAt, now));
+      await this.persist.recordNonce({ key, endpoint: endpoint as EndpointId, expiresAt });
     } catch (err) {
-      return Promise.reject(err);
+      // Not durable: forget it in memory too, and let the caller fail closed.
+      this.entries.delete(key);
+      const list = this.byEndpoint.get(endpoint);
+      const at = list?.lastIndexOf(expiresAt) ?? -1;
+      if (list && at >= 0) list.splice(at, 1);
+      throw err;
     }
+    return 'fresh';
   }
 }

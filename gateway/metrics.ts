@@ -18,6 +18,10 @@ export interface GatewayMetrics {
   readonly backlog: Gauge;
   readonly subscribeRefusals: Counter<'reason'>;
   readonly socketViolations: Counter<'reason'>;
+  /** [PLK-12.7] Sessions closed because their endpoint was revoked or erased. */
+  readonly sessionsClosed: Counter<'reason'>;
+  /** [PLK-12.4] Deliveries set aside (unopenable, or delivered too often without a receipt). */
+  readonly deliveriesSetAside: Counter<'reason'>;
   /** Sources of the collected gauges; set by the gateway once its broker and store exist. */
   setSources(sources: { connections: () => number; backlog: () => Promise<number> }): void;
 }
@@ -112,6 +116,18 @@ export function createGatewayMetrics(prefix = 'plushlink_gateway_'): GatewayMetr
     socketViolations: new Counter({
       name: `${prefix}socket_violations_total`,
       help: 'Connections closed at the socket level (oversize packet, malformed header, connect timeout)',
+      labelNames: ['reason'],
+      registers,
+    }),
+    sessionsClosed: new Counter({
+      name: `${prefix}sessions_closed_total`,
+      help: 'Live sessions closed because their endpoint was revoked or its family erased',
+      labelNames: ['reason'],
+      registers,
+    }),
+    deliveriesSetAside: new Counter({
+      name: `${prefix}deliveries_set_aside_total`,
+      help: 'Deliveries moved out of a backlog: the recipient could not open the clip, or never receipted it',
       labelNames: ['reason'],
       registers,
     }),

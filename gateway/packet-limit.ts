@@ -21,8 +21,12 @@ export const SOCKET_VIOLATIONS = {
   malformed: 'the fixed header is not valid MQTT',
   'not-connect': 'the first packet is not a CONNECT',
   'connect-timeout': 'no CONNECT within the connect timeout',
+  'control-flood': 'more control packets (PINGREQ, SUBSCRIBE, UNSUBSCRIBE) than the per-connection budget',
+  'subscribe-flood': 'more refused subscription filters than the per-connection limit',
 } as const;
 export type SocketViolation = keyof typeof SOCKET_VIOLATIONS;
+/** The violations the header scanner itself detects. */
+export type ScannerViolation = Exclude<SocketViolation, 'connect-timeout'>;
 
 export interface PacketLimitOptions {
   /** Largest accepted remaining length (bytes after the fixed header) of any packet. */
@@ -31,14 +35,39 @@ export interface PacketLimitOptions {
   readonly maxConnectBytes?: number;
   /** Bytes buffered for Aedes before the socket is paused; default 256 KiB. */
   readonly readBufferBytes?: number;
+  /** [PLK-4.3] Rewrite the QoS requested in every SUBSCRIBE to 1 (inbox delivery is QoS 1). */
+  readonly subscribeQos1?: boolean;
+  /** [PLK-9.2] Control packets (PINGREQ, SUBSCRIBE, UNSUBSCRIBE) per connection: a burst, then a rate. */
+  readonly control?: ControlBudget;
   /** Called once when the limit trips, before the socket is destroyed. */
-  readonly onViolation?: (reason: Exclude<SocketViolation, 'connect-timeout'>, declared: number) => void;
+  readonly onViolation?: (reason: ScannerViolation, declared: number) => void;
 }
+
+/** A token bucket for the control packets of one connection; `now` is the injected clock (ms). */
+export interface ControlBudget {
+  readonly burst: number;
+  readonly perSecond: number;
+  readonly now: () => number;
+}
+
+/** Default: 30 at once, then one a second (an MQTT keepalive pings every 30 s or so). */
+export const DEFAULT_CONTROL_BUDGET = { burst: 30, perSecond: 1 } as const;
 
 const State = { Header: 0, Length: 1, Body: 2 } as const;
 type State = (typeof State)[keyof typeof State];
 
 const MQTT_CONNECT = 1;
+const MQTT_SUBSCRIBE = 8;
+/** SUBSCRIBE (8), UNSUBSCRIBE (10), PINGREQ (12): the packets a flood can cost the broker work for nothing. */
+const CONTROL_TYPES = new Set([8, 10, 12]);
+/** [PLK-9.2] Largest control packet: an endpoint subscribes to one topic, its inbox. */
+export const MAX_CONTROL_PACKET_BYTES = 4096;
+/**
+ * [PLK-4.3] Most filters in one SUBSCRIBE. An endpoint needs one; a packet with thousands would
+ * cost the broker a check per filter before the refused-filter limit could close the connection,
+ * so it is refused here, before the broker parses it.
+ */
+export const MAX_SUBSCRIBE_FILTERS = 8;
 /** Remaining length is at most 4 varint bytes (MQTT 3.1.1 §2.2.3). */
 const MAX_VARINT_BYTES = 4;
 
@@ -53,13 +82,36 @@ export class MqttHeaderScanner {
   private packets = 0;
   /** Remaining length declared by the packet that tripped the limit. */
   declared = 0;
+  private tokens: number;
+  private refilledAt: number;
+  /** Inside a SUBSCRIBE body: bytes of packet id / topic length / topic still to pass, and which. */
+  private sub: { part: 'id' | 'len' | 'topic' | 'qos'; left: number; len: number; filters: number } | null =
+    null;
 
   constructor(
     private readonly maxPacketBytes: number,
     private readonly maxConnectBytes: number,
-  ) {}
+    private readonly control?: ControlBudget,
+    /** Rewrite every requested SUBSCRIBE QoS to 1 [PLK-4.3]. */
+    private readonly grantQos1 = false,
+  ) {
+    this.tokens = control?.burst ?? 0;
+    this.refilledAt = control?.now() ?? 0;
+  }
 
-  feed(chunk: Uint8Array): 'oversize' | 'malformed' | 'not-connect' | null {
+  /** Takes one control-packet token; false when the budget is spent. */
+  private takeControl(): boolean {
+    const c = this.control;
+    if (!c) return true;
+    const now = c.now();
+    this.tokens = Math.min(c.burst, this.tokens + (Math.max(0, now - this.refilledAt) / 1000) * c.perSecond);
+    this.refilledAt = now;
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
+  }
+
+  feed(chunk: Uint8Array): ScannerViolation | null {
     let i = 0;
     const n = chunk.length;
     while (i < n) {
@@ -68,6 +120,7 @@ export class MqttHeaderScanner {
           this.type = chunk[i]! >> 4;
           if (this.packets === 0 && this.type !== MQTT_CONNECT) return 'not-connect';
           if (this.type === 0) return 'malformed'; // reserved packet type
+          if (CONTROL_TYPES.has(this.type) && !this.takeControl()) return 'control-flood';
           this.state = State.Length;
           this.length = 0;
           this.multiplier = 1;
@@ -94,21 +147,63 @@ export class MqttHeaderScanner {
             this.declared = this.length;
             return 'oversize';
           }
+          if (CONTROL_TYPES.has(this.type) && this.length > MAX_CONTROL_PACKET_BYTES) {
+            this.declared = this.length;
+            return 'oversize';
+          }
           this.packets++;
           this.bodyLeft = this.length;
+          this.sub = this.type === MQTT_SUBSCRIBE ? { part: 'id', left: 2, len: 0, filters: 0 } : null;
           this.state = this.bodyLeft === 0 ? State.Header : State.Body;
           break;
         }
         case State.Body: {
-          const take = Math.min(this.bodyLeft, n - i);
-          this.bodyLeft -= take;
-          i += take;
-          if (this.bodyLeft === 0) this.state = State.Header;
+          if (this.sub) {
+            // [PLK-4.3] A SUBSCRIBE's requested QoS bytes are rewritten to 1 on their way to the
+            // broker: inbox delivery is always QoS 1, and the SUBACK then says so.
+            if (this.subscribeByte(chunk, i)) return 'subscribe-flood';
+            this.bodyLeft--;
+            i++;
+          } else {
+            const take = Math.min(this.bodyLeft, n - i);
+            this.bodyLeft -= take;
+            i += take;
+          }
+          if (this.bodyLeft === 0) {
+            this.state = State.Header;
+            this.sub = null;
+          }
           break;
         }
       }
     }
     return null;
+  }
+
+  /** One byte of a SUBSCRIBE body: packet id, then (topic length, topic, requested QoS)*; true past the filter limit. */
+  private subscribeByte(chunk: Uint8Array, i: number): boolean {
+    const sub = this.sub!;
+    const b = chunk[i]!;
+    switch (sub.part) {
+      case 'id':
+        if (--sub.left === 0) Object.assign(sub, { part: 'len', left: 2, len: 0 });
+        break;
+      case 'len':
+        sub.len = sub.len * 256 + b;
+        if (--sub.left === 0)
+          Object.assign(sub, sub.len === 0 ? { part: 'qos' } : { part: 'topic', left: sub.len });
+        break;
+      case 'topic':
+        if (--sub.left === 0) sub.part = 'qos';
+        break;
+      case 'qos':
+        // Reserved bits (a malformed packet) are left for the broker to refuse.
+        if (this.grantQos1 && (b & 0xfc) === 0) chunk[i] = 1;
+        Object.assign(sub, { part: 'len', left: 2, len: 0 });
+        if (++sub.filters > MAX_SUBSCRIBE_FILTERS) return true;
+        break;
+    }
+    return false;
   }
 
   private limit(): number {
@@ -125,7 +220,12 @@ export function limitPackets(socket: Duplex, opts: PacketLimitOptions): Duplex {
   if (!Number.isInteger(opts.maxPacketBytes) || opts.maxPacketBytes < 2) {
     throw new RangeError('maxPacketBytes must be an integer >= 2');
   }
-  const scanner = new MqttHeaderScanner(opts.maxPacketBytes, opts.maxConnectBytes ?? 1024);
+  const scanner = new MqttHeaderScanner(
+    opts.maxPacketBytes,
+    opts.maxConnectBytes ?? 1024,
+    opts.control,
+    opts.subscribeQos1 ?? false,
+  );
   let tripped = false;
 
   const wrapper = new Duplex({

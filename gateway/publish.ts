@@ -46,12 +46,15 @@ export function publishHandlers(
       { event: 'publish.refused', reason, endpoint: state.endpoint.id },
       'publish refused; closing connection',
     );
-    await ctx.audit({
-      at: ctx.clock(),
-      kind: 'clip.refused',
-      endpoint: state.endpoint.id,
-      detail: detail ? { reason, detail: detail.slice(0, 120) } : { reason },
-    });
+    await ctx.auditRefusal(
+      {
+        at: ctx.clock(),
+        kind: 'clip.refused',
+        endpoint: state.endpoint.id,
+        detail: detail ? { reason, detail: detail.slice(0, 120) } : { reason },
+      },
+      state.source,
+    );
     done(new PublishRefusedError(reason, `refused: ${reason}`));
   }
 
@@ -97,8 +100,17 @@ export function publishHandlers(
         metrics.receipts.inc({ result: outcome.kind });
         done();
         const r = outcome.receipt;
-        // [PLK-12.4] the sender learns that (and when) its clip arrived.
-        if (outcome.kind === 'delivered') forwarder.forwardReceipt(r.sender, inboxTopic(r.sender), payload);
+        // [PLK-12.4] the sender learns that (and when) its clip arrived, or that it cannot be opened.
+        if (outcome.kind === 'delivered' || outcome.kind === 'set-aside')
+          forwarder.forwardReceipt(r.sender, inboxTopic(r.sender), payload);
+        if (outcome.kind === 'set-aside') metrics.deliveriesSetAside.inc({ reason: 'unopenable' });
+        if (outcome.kind === 'set-aside')
+          void ctx.audit({
+            at: now,
+            kind: 'delivery.set_aside',
+            endpoint: state.endpoint.id,
+            detail: { reason: 'unopenable', sender: r.sender },
+          });
         forwarder.receipted(client, state.inbox, r.sender, toHex(r.clipId));
       },
       (err: unknown) => failed(state, done, err),

@@ -4,6 +4,7 @@ import { createGatewayProof } from '../shared/token.ts';
 import { maySubscribe } from '../shared/topics.ts';
 import type { GatewayContext } from './context.ts';
 import { type Forwarder, publishTo } from './forward.ts';
+import type { Rosters } from './roster.ts';
 
 /** [PLK-12.6] Why a subscription was refused (SUBACK 0x80 for that filter): metric label and audit detail. */
 export const SUBSCRIBE_REASONS = {
@@ -12,6 +13,9 @@ export const SUBSCRIBE_REASONS = {
   'not-own-inbox': "any topic but the connection's own inbox",
 } as const;
 export type SubscribeReason = keyof typeof SUBSCRIBE_REASONS;
+
+/** [PLK-4.3] Refused filters a connection may ask for (in one SUBSCRIBE or in all) before it is closed. */
+export const MAX_REFUSED_FILTERS = 4;
 
 type AuthorizeSubscribe = (
   client: Client,
@@ -23,30 +27,58 @@ type AuthorizeSubscribe = (
 export function subscribeHandlers(
   ctx: GatewayContext,
   forwarder: Forwarder,
+  rosters: Rosters,
 ): { authorizeSubscribe: AuthorizeSubscribe; onSubscribed: (subs: Subscription[], client: Client) => void } {
+  /** Refused filters per connection: past MAX_REFUSED_FILTERS the connection is closed [PLK-4.3]. */
+  const refused = new WeakMap<Client, number>();
+
   const authorizeSubscribe: AuthorizeSubscribe = (client, sub, cb) => {
     const state = ctx.states.get(client);
     if (state && maySubscribe(state.endpoint.id, sub.topic)) {
-      // [PLK-4.3] own inbox only; deliveries are QoS 1, so never grant more.
-      cb(null, { ...sub, qos: sub.qos === 2 ? 1 : sub.qos });
+      // [PLK-4.3] own inbox only, always granted at QoS 1: inbox delivery is QoS 1 [PLK-4.4].
+      cb(null, { ...sub, qos: 1 });
       return;
     }
+    const n = (refused.get(client) ?? 0) + 1;
+    refused.set(client, n);
     const reason: SubscribeReason = sub.topic.startsWith('$')
       ? 'sys'
       : sub.topic.includes('#') || sub.topic.includes('+')
         ? 'wildcard'
         : 'not-own-inbox';
     ctx.metrics.subscribeRefusals.inc({ reason });
-    ctx.log.info(
-      { event: 'subscribe.refused', reason, endpoint: state?.endpoint.id },
-      'subscription refused',
-    );
-    void ctx.audit({
-      at: ctx.clock(),
-      kind: 'subscribe.refused',
-      endpoint: state?.endpoint.id,
-      detail: { reason, topic: sub.topic.slice(0, 80) },
-    });
+    if (n <= MAX_REFUSED_FILTERS) {
+      ctx.log.info(
+        { event: 'subscribe.refused', reason, endpoint: state?.endpoint.id },
+        'subscription refused',
+      );
+      void ctx.auditRefusal(
+        {
+          at: ctx.clock(),
+          kind: 'subscribe.refused',
+          endpoint: state?.endpoint.id,
+          detail: { reason, topic: sub.topic.slice(0, 80) },
+        },
+        state?.source ?? 'unknown',
+      );
+    }
+    if (n === MAX_REFUSED_FILTERS + 1) {
+      ctx.metrics.socketViolations.inc({ reason: 'subscribe-flood' });
+      void ctx.auditRefusal(
+        {
+          at: ctx.clock(),
+          kind: 'socket.violation',
+          endpoint: state?.endpoint.id,
+          detail: { reason: 'subscribe-flood', filters: n },
+        },
+        state?.source ?? 'unknown',
+      );
+      ctx.log.info(
+        { event: 'subscribe.flood', endpoint: state?.endpoint.id },
+        'too many refused filters; closing',
+      );
+      setImmediate(() => client.close());
+    }
     // (null, null) makes Aedes answer 0x80 for this topic in the SUBACK (aedes/lib/handlers/subscribe.js).
     cb(null, null);
   };
@@ -65,7 +97,19 @@ export function subscribeHandlers(
       crypto: ctx.crypto,
     });
     publishTo(client, state.inbox.topic, proof).catch(() => {});
-    forwarder.open(client, state.inbox);
+    // [PLK-4.4] then the roster, then the backlog and live messages (Client.publish keeps this order).
+    rosters.forEndpoint(state.endpoint).then(
+      (roster) => {
+        if (client.closed) return;
+        if (roster) publishTo(client, state.inbox.topic, roster).catch(() => {});
+        forwarder.open(client, state.inbox);
+        ctx.firmware?.onInboxOpened(client, state); // [PLK-13.6] the latest release of each model, after the proof
+      },
+      (err: unknown) => {
+        ctx.log.error({ err: String(err), endpoint: state.endpoint.id }, 'roster failed; closing');
+        client.close();
+      },
+    );
   };
 
   return { authorizeSubscribe, onSubscribed };

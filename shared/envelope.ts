@@ -132,6 +132,16 @@ export interface SealClipOptions {
 
 /** [PLK-5] Pads, encrypts, seals the content key to each recipient and signs. */
 export function sealClip(opts: SealClipOptions): Uint8Array {
+  const sealed = sealClipKeepingKey(opts);
+  sealed.contentKey.fill(0);
+  return sealed.envelope;
+}
+
+/**
+ * sealClip, also returning the content key: a toy keeps it with the envelope in its outbox so that
+ * it can re-seal the clip to a new roster without the audio [PLK-4.6]. It is as secret as the clip.
+ */
+export function sealClipKeepingKey(opts: SealClipOptions): { envelope: Uint8Array; contentKey: Uint8Array } {
   const random = opts.random ?? systemRandom;
   const crypto = opts.crypto ?? defaultCrypto();
   const codec = opts.codec ?? DEFAULT_CODEC;
@@ -140,33 +150,104 @@ export function sealClip(opts: SealClipOptions): Uint8Array {
   validateInt(opts.sequence, LIMITS.maxSequence, 'sequence');
   validateInt(opts.createdAt, LIMITS.maxTimestampMs, 'createdAt');
   validateInt(opts.durationMs, LIMITS.maxDurationMs, 'durationMs');
-  const n = opts.recipients.length;
-  if (n < 1 || n > LIMITS.maxRecipients) {
-    throw new PlushlinkError('PLK_E_LIMIT', `recipients must number 1..${LIMITS.maxRecipients}, got ${n}`);
-  }
-  if (new Set(opts.recipients.map((r) => r.id)).size !== n) {
-    throw new PlushlinkError('PLK_E_FIELD', 'duplicate recipient');
-  }
+  checkRecipients(opts.recipients);
   const padded = pad(opts.ogg);
   const contentKey = random(KEY_BYTES);
   const clipId = random(CLIP_ID_BYTES);
   const bodyNonce = random(SECRETBOX_NONCE_BYTES);
-  const sealedKeys = opts.recipients.map((r) => sealedBoxSeal(crypto, contentKey, r.boxPublicKey, random));
   const body = secretboxSeal(padded, bodyNonce, contentKey);
-  contentKey.fill(0);
+  const envelope = writeEnvelope(crypto, random, {
+    sender: opts.sender,
+    clipId,
+    sequence: opts.sequence,
+    createdAt: opts.createdAt,
+    codec,
+    durationMs: opts.durationMs,
+    recipients: opts.recipients,
+    contentKey,
+    bodyNonce,
+    body,
+  });
+  return { envelope, contentKey };
+}
 
-  const w = new ByteWriter(envelopeSize(n, padded.length));
-  w.u8(MSG.CLIP).u8(PROTOCOL_VERSION).raw(idToBytes(opts.sender.id)).raw(clipId);
-  w.u64(opts.sequence).u64(opts.createdAt);
-  w.u8(CODEC.OPUS_OGG).u8(codec.channels).u32(codec.sampleRate).u32(codec.bitrate);
-  w.u16(Math.round(codec.frameMs * 10)).u32(opts.durationMs);
+/**
+ * [PLK-4.6] The same clip (clip id, sequence number, creation time, codec, body) sealed to other
+ * recipients: the content key sealed anew to each, and a new signature. Only the sender can do
+ * it (it needs the content key and signs with its own key).
+ */
+export function resealClip(opts: {
+  sender: PrivateIdentity;
+  envelope: Uint8Array;
+  contentKey: Uint8Array;
+  recipients: readonly PublicIdentity[];
+  random?: RandomSource;
+  crypto?: CryptoSuite;
+}): Uint8Array {
+  const crypto = opts.crypto ?? defaultCrypto();
+  assertBytes(opts.contentKey, 'contentKey', KEY_BYTES);
+  const clip = decodeClip(opts.envelope);
+  const h = clip.header;
+  if (h.sender !== opts.sender.id)
+    throw new PlushlinkError('PLK_E_WRONG_ENDPOINT', 'only the sender can re-seal its clip');
+  checkRecipients(opts.recipients);
+  // The content key must be the one the body was sealed with.
+  secretboxOpen(clip.body, h.bodyNonce, opts.contentKey);
+  return writeEnvelope(crypto, opts.random ?? systemRandom, {
+    sender: opts.sender,
+    clipId: h.clipId,
+    sequence: h.sequence,
+    createdAt: h.createdAt,
+    codec: h.codec,
+    durationMs: h.durationMs,
+    recipients: opts.recipients,
+    contentKey: opts.contentKey,
+    bodyNonce: h.bodyNonce,
+    body: clip.body,
+  });
+}
+
+function checkRecipients(recipients: readonly PublicIdentity[]): void {
+  const n = recipients.length;
+  if (n < 1 || n > LIMITS.maxRecipients) {
+    throw new PlushlinkError('PLK_E_LIMIT', `recipients must number 1..${LIMITS.maxRecipients}, got ${n}`);
+  }
+  if (new Set(recipients.map((r) => r.id)).size !== n) {
+    throw new PlushlinkError('PLK_E_FIELD', 'duplicate recipient');
+  }
+}
+
+/** [PLK-5.1] Lays out the header, the sealed keys and the body, and signs. */
+function writeEnvelope(
+  crypto: CryptoSuite,
+  random: RandomSource,
+  e: {
+    sender: PrivateIdentity;
+    clipId: Uint8Array;
+    sequence: number;
+    createdAt: number;
+    codec: CodecParams;
+    durationMs: number;
+    recipients: readonly PublicIdentity[];
+    contentKey: Uint8Array;
+    bodyNonce: Uint8Array;
+    body: Uint8Array;
+  },
+): Uint8Array {
+  const n = e.recipients.length;
+  const sealedKeys = e.recipients.map((r) => sealedBoxSeal(crypto, e.contentKey, r.boxPublicKey, random));
+  const w = new ByteWriter(envelopeSize(n, e.body.length - SECRETBOX_MAC_BYTES));
+  w.u8(MSG.CLIP).u8(PROTOCOL_VERSION).raw(idToBytes(e.sender.id)).raw(e.clipId);
+  w.u64(e.sequence).u64(e.createdAt);
+  w.u8(CODEC.OPUS_OGG).u8(e.codec.channels).u32(e.codec.sampleRate).u32(e.codec.bitrate);
+  w.u16(Math.round(e.codec.frameMs * 10)).u32(e.durationMs);
   w.u8(n);
-  opts.recipients.forEach((r, i) => {
+  e.recipients.forEach((r, i) => {
     w.raw(idToBytes(r.id)).raw(sealedKeys[i]!);
   });
-  w.raw(bodyNonce).u32(body.length).raw(body);
+  w.raw(e.bodyNonce).u32(e.body.length).raw(e.body);
   const signed = w.bytes.subarray(0, w.offset);
-  w.raw(signBody(crypto, opts.sender.signSeed, CONTEXT.CLIP, signed));
+  w.raw(signBody(crypto, e.sender.signSeed, CONTEXT.CLIP, signed));
   return w.bytes;
 }
 

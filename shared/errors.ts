@@ -19,6 +19,9 @@ export const ERROR_CATALOG = {
   PLK_E_DECRYPT: { clause: 'PLK-5.6', message: 'decryption failed (tampered or wrongly addressed)' },
   PLK_E_PADDING: { clause: 'PLK-7.2', message: 'padded body is malformed' },
   PLK_E_TOPIC: { clause: 'PLK-4.1', message: 'topic is not a valid PlushLink topic' },
+  PLK_E_UNSIGNED: { clause: 'PLK-13.1', message: 'firmware manifest carries no signature' },
+  PLK_E_WRONG_VENDOR: { clause: 'PLK-13.3', message: 'firmware manifest is not from a trusted vendor' },
+  PLK_E_IMAGE_MISMATCH: { clause: 'PLK-13.3', message: 'firmware image does not match its manifest' },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CATALOG;

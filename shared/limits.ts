@@ -6,6 +6,12 @@ export const MSG = {
   CLIP: 0x01,
   RECEIPT: 0x02,
   PROOF: 0x03,
+  /** Gateway-signed family roster, on an inbox [PLK-4.6]. */
+  ROSTER: 0x04,
+  /** A recipient's signed "cannot open this clip" receipt [PLK-6.3]. */
+  UNOPENABLE: 0x05,
+  /** Vendor-signed firmware manifest and image [PLK-13]. */
+  FIRMWARE: 0x06,
   TOKEN: 0x10,
 } as const;
 
@@ -31,6 +37,10 @@ export const LIMITS = {
   minPaddedBytes: 1024,
   keyFileBytes: 4096,
   identityFileBytes: 4096,
+  /** [PLK-13.2] Firmware image bytes: manifest ‖ image stays below maxEnvelopeBytes. */
+  maxFirmwareImageBytes: 1024 * 1024,
+  /** [PLK-13.1] Characters of a firmware model name. */
+  maxFirmwareModelChars: 32,
 } as const;
 
 export const TOKEN_BYTES = 1 + 1 + ID_BYTES + ID_BYTES + 8 + NONCE_BYTES + SIGNATURE_BYTES; // 130 [PLK-3.1]
@@ -43,5 +53,8 @@ export const CONTEXT = {
   PROOF: 'plushlink/v1/gateway-proof',
   CLIP: 'plushlink/v1/clip',
   RECEIPT: 'plushlink/v1/receipt',
+  UNOPENABLE: 'plushlink/v1/receipt-unopenable',
+  ROSTER: 'plushlink/v1/roster',
+  FIRMWARE: 'plushlink/v1/firmware-manifest',
   ID: 'plushlink/v1/endpoint-id',
 } as const;

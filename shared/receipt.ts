@@ -1,4 +1,4 @@
-// Delivery receipt: a recipient's signed acknowledgement of one clip [PLK-6].
+// Delivery receipts: a recipient's signed acknowledgement of one clip, or its signed report that it cannot open it [PLK-6].
 import { ByteReader, ByteWriter, toHex } from './bytes.ts';
 import { type CryptoSuite, defaultCrypto } from './crypto.ts';
 import { PlushlinkError } from './errors.ts';
@@ -16,7 +16,17 @@ import {
 import { signBody, verifyBody } from './signed.ts';
 import type { EndpointId } from './types.ts';
 
+/** opened: the clip was verified, opened and played [PLK-6.1]; unopenable: it cannot be [PLK-6.3]. */
+export type ReceiptStatus = 'opened' | 'unopenable';
+
+const TYPE_OF: Readonly<Record<ReceiptStatus, number>> = { opened: MSG.RECEIPT, unopenable: MSG.UNOPENABLE };
+const CONTEXT_OF: Readonly<Record<ReceiptStatus, string>> = {
+  opened: CONTEXT.RECEIPT,
+  unopenable: CONTEXT.UNOPENABLE,
+};
+
 export interface Receipt {
+  readonly status: ReceiptStatus;
   /** The recipient that signed the receipt. */
   readonly recipient: EndpointId;
   /** The clip's sender. */
@@ -27,14 +37,21 @@ export interface Receipt {
   readonly body: Uint8Array;
 }
 
-/** [PLK-6.1] 130 bytes: type, version, recipient, sender, clip id, received-at, signature. */
+/**
+ * [PLK-6.1] 130 bytes: type, version, recipient, sender, clip id, received-at, signature. With
+ * `status: 'unopenable'` [PLK-6.3] the same layout with type 0x05 and its own signature context.
+ */
 export function createReceipt(opts: {
   recipient: PrivateIdentity;
   sender: EndpointId;
   clipId: Uint8Array;
   receivedAt: number;
+  status?: ReceiptStatus;
   crypto?: CryptoSuite;
 }): Uint8Array {
+  const status = opts.status ?? 'opened';
+  if (status !== 'opened' && status !== 'unopenable')
+    throw new PlushlinkError('PLK_E_FIELD', 'status must be opened or unopenable');
   if (opts.clipId.length !== CLIP_ID_BYTES)
     throw new PlushlinkError('PLK_E_FIELD', 'clip id must be 16 bytes');
   if (
@@ -45,20 +62,25 @@ export function createReceipt(opts: {
     throw new PlushlinkError('PLK_E_FIELD', 'receivedAt out of range');
   }
   const w = new ByteWriter(RECEIPT_BYTES);
-  w.u8(MSG.RECEIPT).u8(PROTOCOL_VERSION).raw(idToBytes(opts.recipient.id)).raw(idToBytes(opts.sender));
+  w.u8(TYPE_OF[status]).u8(PROTOCOL_VERSION).raw(idToBytes(opts.recipient.id)).raw(idToBytes(opts.sender));
   w.raw(opts.clipId).u64(opts.receivedAt);
   const body = w.bytes.subarray(0, w.offset);
-  w.raw(signBody(opts.crypto ?? defaultCrypto(), opts.recipient.signSeed, CONTEXT.RECEIPT, body));
+  w.raw(signBody(opts.crypto ?? defaultCrypto(), opts.recipient.signSeed, CONTEXT_OF[status], body));
   return w.bytes;
 }
 
 export function decodeReceipt(bytes: Uint8Array): Receipt {
   if (!(bytes instanceof Uint8Array)) throw new PlushlinkError('PLK_E_TYPE', 'receipt must be bytes');
+  // [PLK-10.1] fixed size: the length first — longer is LIMIT, shorter TRUNCATED.
   if (bytes.length > RECEIPT_BYTES)
     throw new PlushlinkError('PLK_E_LIMIT', `receipt is ${bytes.length} bytes`);
+  if (bytes.length < RECEIPT_BYTES)
+    throw new PlushlinkError('PLK_E_TRUNCATED', `receipt is ${bytes.length} bytes, needs ${RECEIPT_BYTES}`);
   const r = new ByteReader(bytes);
   const type = r.u8('type');
-  if (type !== MSG.RECEIPT) throw new PlushlinkError('PLK_E_MSG_TYPE', `receipt: got 0x${type.toString(16)}`);
+  if (type !== MSG.RECEIPT && type !== MSG.UNOPENABLE)
+    throw new PlushlinkError('PLK_E_MSG_TYPE', `receipt: got 0x${type.toString(16)}`);
+  const status: ReceiptStatus = type === MSG.RECEIPT ? 'opened' : 'unopenable';
   const version = r.u8('version');
   if (version !== PROTOCOL_VERSION) throw new PlushlinkError('PLK_E_VERSION', `receipt version ${version}`);
   const recipient = idFromBytes(r.raw(ID_BYTES, 'recipient'));
@@ -69,7 +91,7 @@ export function decodeReceipt(bytes: Uint8Array): Receipt {
   const bodyEnd = r.offset;
   const signature = r.raw(SIGNATURE_BYTES, 'signature');
   r.end('receipt');
-  return { recipient, sender, clipId, receivedAt, signature, body: bytes.subarray(0, bodyEnd) };
+  return { status, recipient, sender, clipId, receivedAt, signature, body: bytes.subarray(0, bodyEnd) };
 }
 
 /** [PLK-6.2] Decodes and verifies with the recipient's signing key. */
@@ -79,13 +101,20 @@ export function verifyReceipt(
   crypto = defaultCrypto(),
 ): Receipt {
   const receipt = decodeReceipt(bytes);
-  verifyBody(crypto, recipientSignPublicKey, CONTEXT.RECEIPT, receipt.body, receipt.signature, 'receipt');
+  verifyBody(
+    crypto,
+    recipientSignPublicKey,
+    CONTEXT_OF[receipt.status],
+    receipt.body,
+    receipt.signature,
+    'receipt',
+  );
   return receipt;
 }
 
 export function describeReceipt(r: Receipt): Record<string, unknown> {
   return {
-    type: 'receipt',
+    type: r.status === 'opened' ? 'receipt' : 'unopenable-receipt',
     recipient: r.recipient,
     sender: r.sender,
     clipId: toHex(r.clipId),

@@ -46,10 +46,13 @@ function checkHeader(r: ByteReader, type: number, what: string): void {
   if (v !== PROTOCOL_VERSION) throw new PlushlinkError('PLK_E_VERSION', `${what} version ${v}`);
 }
 
+/** [PLK-10.1] A fixed-size object: the length is checked first — longer is LIMIT, shorter TRUNCATED. */
 function fixedSize(bytes: Uint8Array, size: number, what: string): void {
   if (!(bytes instanceof Uint8Array)) throw new PlushlinkError('PLK_E_TYPE', `${what} must be bytes`);
   if (bytes.length > size)
     throw new PlushlinkError('PLK_E_LIMIT', `${what} is ${bytes.length} bytes, max ${size}`);
+  if (bytes.length < size)
+    throw new PlushlinkError('PLK_E_TRUNCATED', `${what} is ${bytes.length} bytes, needs ${size}`);
 }
 
 /** [PLK-3.1] Builds the MQTT password: a 130-byte token signed by the endpoint. */

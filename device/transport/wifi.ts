@@ -13,6 +13,8 @@ export interface EndpointLink {
   /** Called once, when the link is closed for any reason. */
   onClose(handler: (reason: Error | undefined) => void): void;
   readonly closed: boolean;
+  /** The gateway behind this link sends a roster right after its proof [PLK-4.6]. */
+  readonly sendsRoster?: boolean;
   /** Graceful MQTT DISCONNECT. */
   close(): Promise<void>;
   /** Kills the socket without DISCONNECT (a lost Wi-Fi, a crash): in-flight publishes stay unacknowledged. */
@@ -53,6 +55,7 @@ const toBuffer = (b: Uint8Array): Buffer => Buffer.from(b.buffer, b.byteOffset, 
 
 /** Wraps a verified MQTT connection as an EndpointLink; pending publishes fail when the socket goes. */
 class MqttLink implements EndpointLink {
+  readonly sendsRoster = true;
   private closedFlag = false;
   private reason: Error | undefined;
   private readonly closeHandlers: ((reason: Error | undefined) => void)[] = [];

@@ -13,6 +13,7 @@ export type StoreErrorCode =
   | 'STORE_FAMILY_EXISTS'
   | 'STORE_OTHER_FAMILY'
   | 'STORE_REVOKED'
+  | 'STORE_TOMBSTONED'
   | 'STORE_CLOSED';
 
 /** A refused store operation (not a bug): stable code, one-line message. */
@@ -43,6 +44,12 @@ export function checkRole(value: unknown): EndpointRole {
     throw new TypeError(`role must be one of ${ROLES.join(', ')}`);
   }
   return value as EndpointRole;
+}
+
+export function checkNonceKey(value: unknown): string {
+  if (typeof value !== 'string' || value.length === 0 || value.length > 200)
+    throw new TypeError('nonce key must be a string of 1..200 characters');
+  return value;
 }
 
 function checkTime(value: unknown, field: string): number {

@@ -5,11 +5,14 @@ import type { EndpointId } from '../../shared/types.ts';
 import type {
   AcceptResult,
   ClipRecord,
+  DeliveryMark,
   EndpointRecord,
   FamilyId,
   GatewayStore,
   NewEndpoint,
   PendingDelivery,
+  RegistryChange,
+  StoredNonce,
 } from '../interfaces.ts';
 import {
   checkClip,
@@ -17,6 +20,7 @@ import {
   checkEndpointId,
   checkLimit,
   checkNewEndpoint,
+  checkNonceKey,
   checkTime,
   parseFamilyId,
   StoreError,
@@ -41,7 +45,15 @@ export class MemoryStore implements GatewayStore {
   private readonly sequences = new Map<EndpointId, number>();
   /** [PLK-8.2] accepted clip ids (key → sequence, received at), kept until retention. */
   private readonly accepted = new Map<string, { sender: EndpointId; sequence: number; receivedAt: number }>();
+  private readonly tombstones = new Set<EndpointId>();
+  private readonly changes: RegistryChange[] = [];
+  private readonly nonces = new Map<string, StoredNonce>();
+  private readonly meta = new Map<string, string>();
   private closed = false;
+
+  private change(kind: RegistryChange['kind'], endpoint: EndpointId, family: FamilyId | null, at: number) {
+    this.changes.push({ seq: (this.changes.at(-1)?.seq ?? 0) + 1, kind, endpoint, family, at });
+  }
 
   private live(): void {
     if (this.closed) throw new StoreError('STORE_CLOSED', 'store is closed');
@@ -50,6 +62,11 @@ export class MemoryStore implements GatewayStore {
   private insert(rec: NewEndpoint): void {
     if (this.endpoints.has(rec.id))
       throw new StoreError('STORE_ENDPOINT_EXISTS', `endpoint ${rec.id} is already registered`);
+    if (this.tombstones.has(rec.id))
+      throw new StoreError(
+        'STORE_TOMBSTONED',
+        `endpoint ${rec.id} was revoked or erased and cannot be registered again`,
+      );
     this.endpoints.set(rec.id, {
       id: rec.id,
       role: rec.role,
@@ -75,6 +92,11 @@ export class MemoryStore implements GatewayStore {
       if (this.endpoints.has(r.id) || ids.has(r.id)) {
         throw new StoreError('STORE_ENDPOINT_EXISTS', `endpoint ${r.id} is already registered`);
       }
+      if (this.tombstones.has(r.id))
+        throw new StoreError(
+          'STORE_TOMBSTONED',
+          `endpoint ${r.id} was revoked or erased and cannot be registered again`,
+        );
       ids.add(r.id);
     }
     for (const r of recs) this.insert(r);
@@ -90,13 +112,21 @@ export class MemoryStore implements GatewayStore {
     return [...this.endpoints.values()].sort((a, b) => a.createdAt - b.createdAt || (a.id < b.id ? -1 : 1));
   }
 
-  async revokeEndpoint(id: EndpointId): Promise<boolean> {
+  async revokeEndpoint(id: EndpointId, now: number): Promise<boolean> {
     this.live();
     checkEndpointId(id);
+    checkTime(now, 'now');
     const rec = this.endpoints.get(id);
     if (!rec) return false;
     this.endpoints.set(id, { ...rec, revoked: true });
+    this.tombstones.add(id);
+    this.change('revoked', id, rec.familyId, now);
     return true;
+  }
+
+  async isTombstoned(id: EndpointId): Promise<boolean> {
+    this.live();
+    return this.tombstones.has(id);
   }
 
   async createFamily(id: FamilyId, now: number): Promise<void> {
@@ -107,10 +137,11 @@ export class MemoryStore implements GatewayStore {
     this.families.set(id, now);
   }
 
-  async addFamilyMember(family: FamilyId, endpoint: EndpointId): Promise<void> {
+  async addFamilyMember(family: FamilyId, endpoint: EndpointId, now: number): Promise<void> {
     this.live();
     parseFamilyId(family);
     checkEndpointId(endpoint);
+    checkTime(now, 'now');
     if (!this.families.has(family)) throw new StoreError('STORE_UNKNOWN_FAMILY', `no family ${family}`);
     const ep = this.endpoints.get(endpoint);
     if (!ep) throw new StoreError('STORE_UNKNOWN_ENDPOINT', `no endpoint ${endpoint}`);
@@ -120,6 +151,7 @@ export class MemoryStore implements GatewayStore {
       throw new StoreError('STORE_OTHER_FAMILY', `endpoint ${endpoint} already belongs to another family`);
     }
     this.endpoints.set(endpoint, { ...ep, familyId: family });
+    this.change('member-added', endpoint, family, now);
   }
 
   async familyMembers(family: FamilyId): Promise<EndpointRecord[]> {
@@ -136,9 +168,10 @@ export class MemoryStore implements GatewayStore {
       .map(([id]) => ({ id, members: counts.get(id) ?? 0 }));
   }
 
-  async eraseFamily(family: FamilyId): Promise<{ clips: number; endpoints: number }> {
+  async eraseFamily(family: FamilyId, now: number): Promise<{ clips: number; endpoints: number }> {
     this.live();
     parseFamilyId(family);
+    checkTime(now, 'now');
     if (!this.families.has(family)) throw new StoreError('STORE_UNKNOWN_FAMILY', `no family ${family}`);
     const members = new Set<EndpointId>();
     for (const e of this.endpoints.values()) if (e.familyId === family) members.add(e.id);
@@ -150,12 +183,60 @@ export class MemoryStore implements GatewayStore {
       }
     }
     for (const [k, a] of this.accepted) if (members.has(a.sender)) this.accepted.delete(k);
+    for (const [k, n] of this.nonces) if (members.has(n.endpoint)) this.nonces.delete(k);
     for (const m of members) {
       this.sequences.delete(m);
       this.endpoints.delete(m);
     }
     this.families.delete(family);
+    for (let i = 0; i < this.changes.length; i++) {
+      const c = this.changes[i]!;
+      if (c.family === family) this.changes[i] = { ...c, family: null };
+    }
+    for (const m of members) {
+      this.tombstones.add(m);
+      this.change('erased', m, null, now);
+    }
     return { clips, endpoints: members.size };
+  }
+
+  async registryChanges(after: number, limit: number): Promise<RegistryChange[]> {
+    this.live();
+    checkTime(after, 'after');
+    checkLimit(limit);
+    return this.changes.filter((c) => c.seq > after).slice(0, limit);
+  }
+
+  async latestRegistryChange(): Promise<number> {
+    this.live();
+    return this.changes.at(-1)?.seq ?? 0;
+  }
+
+  async recordNonce(nonce: StoredNonce): Promise<void> {
+    this.live();
+    checkNonceKey(nonce.key);
+    checkEndpointId(nonce.endpoint);
+    checkTime(nonce.expiresAt, 'expiresAt');
+    this.nonces.set(nonce.key, { ...nonce });
+  }
+
+  async loadNonces(now: number): Promise<StoredNonce[]> {
+    this.live();
+    checkTime(now, 'now');
+    for (const [k, n] of this.nonces) if (n.expiresAt < now) this.nonces.delete(k);
+    return [...this.nonces.values()];
+  }
+
+  async getMeta(key: string): Promise<string | undefined> {
+    this.live();
+    return this.meta.get(key);
+  }
+
+  async setMeta(key: string, value: string): Promise<void> {
+    this.live();
+    if (typeof key !== 'string' || key.length === 0 || key.length > 100) throw new TypeError('meta key');
+    if (typeof value !== 'string' || value.length > 10_000) throw new TypeError('meta value');
+    this.meta.set(key, value);
   }
 
   async lastSequence(sender: EndpointId): Promise<number> {
@@ -207,7 +288,7 @@ export class MemoryStore implements GatewayStore {
     sender: EndpointId,
     clipId: string,
     at: number,
-  ): Promise<boolean> {
+  ): Promise<DeliveryMark> {
     this.live();
     checkEndpointId(recipient, 'recipient');
     checkEndpointId(sender, 'sender');
@@ -215,9 +296,26 @@ export class MemoryStore implements GatewayStore {
     checkTime(at, 'at');
     const key = clipKey(sender, clipId);
     const c = this.clips.get(key);
-    if (!c?.deliveries.has(recipient)) return false;
-    if (c.deliveries.get(recipient) === null) c.deliveries.set(recipient, at);
+    // [PLK-6.2] see SqliteStore: a clip gone after every delivery is still remembered by its id.
+    if (!c) return this.accepted.has(key) ? 'already' : 'unknown';
+    if (!c.deliveries.has(recipient)) return 'unknown';
+    if (c.deliveries.get(recipient) !== null) return 'already';
+    c.deliveries.set(recipient, at);
     if ([...c.deliveries.values()].every((v) => v !== null)) this.clips.delete(key); // [PLK-12.5]
+    return 'delivered';
+  }
+
+  async setAside(recipient: EndpointId, sender: EndpointId, clipId: string, at: number): Promise<boolean> {
+    this.live();
+    checkEndpointId(recipient, 'recipient');
+    checkEndpointId(sender, 'sender');
+    checkClipId(clipId);
+    checkTime(at, 'at');
+    const key = clipKey(sender, clipId);
+    const c = this.clips.get(key);
+    if (!c || c.deliveries.get(recipient) !== null) return false;
+    c.deliveries.set(recipient, at);
+    if ([...c.deliveries.values()].every((v) => v !== null)) this.clips.delete(key);
     return true;
   }
 

@@ -6,12 +6,15 @@ import type { EndpointId } from '../../shared/types.ts';
 import type {
   AcceptResult,
   ClipRecord,
+  DeliveryMark,
   EndpointRecord,
   EndpointRole,
   FamilyId,
   GatewayStore,
   NewEndpoint,
   PendingDelivery,
+  RegistryChange,
+  StoredNonce,
 } from '../interfaces.ts';
 import {
   checkClip,
@@ -19,6 +22,7 @@ import {
   checkEndpointId,
   checkLimit,
   checkNewEndpoint,
+  checkNonceKey,
   checkTime,
   parseFamilyId,
   StoreError,
@@ -105,6 +109,31 @@ const MIGRATIONS: readonly string[] = [
    CREATE INDEX accepted_received ON accepted(received_at);
    INSERT INTO accepted (sender, clip_id, sequence, received_at)
      SELECT sender, clip_id, sequence, received_at FROM clips;`,
+  // [PLK-12.6..12.7] Facts about the data directory (the gateway id it belongs to); connect-token
+  // nonces that must survive a restart [PLK-3.5]; ids that may never be registered again
+  // (revoked or erased: the id only) [PLK-12.5]; the registry change feed that running gateways
+  // tail to cut sessions and send rosters at once.
+  `CREATE TABLE meta (
+     key TEXT PRIMARY KEY NOT NULL,
+     value TEXT NOT NULL
+   ) WITHOUT ROWID;
+   CREATE TABLE nonces (
+     key TEXT PRIMARY KEY NOT NULL,
+     endpoint TEXT NOT NULL,
+     expires_at INTEGER NOT NULL
+   ) WITHOUT ROWID;
+   CREATE INDEX nonces_expires ON nonces(expires_at);
+   CREATE TABLE tombstones (
+     id TEXT PRIMARY KEY NOT NULL
+   ) WITHOUT ROWID;
+   INSERT INTO tombstones (id) SELECT id FROM endpoints WHERE revoked = 1;
+   CREATE TABLE registry_changes (
+     seq INTEGER PRIMARY KEY AUTOINCREMENT,
+     kind TEXT NOT NULL CHECK (kind IN ('revoked', 'erased', 'member-added')),
+     endpoint TEXT NOT NULL,
+     family TEXT,
+     at INTEGER NOT NULL
+   );`,
 ];
 
 export interface SqliteStoreOptions {
@@ -267,6 +296,38 @@ export function prepareStatements(db: Database.Database) {
     ),
     eraseEndpoints: db.prepare<[string]>('DELETE FROM endpoints WHERE family_id = ?'),
     eraseFamily: db.prepare<[string]>('DELETE FROM families WHERE id = ?'),
+    familyIds: db.prepare<[string], { id: string }>('SELECT id FROM endpoints WHERE family_id = ?'),
+    tombstone: db.prepare<[string]>('INSERT OR IGNORE INTO tombstones (id) VALUES (?)'),
+    isTombstoned: db.prepare<[string], { one: number }>('SELECT 1 AS one FROM tombstones WHERE id = ?'),
+    insChange: db.prepare<[string, string, string | null, number]>(
+      'INSERT INTO registry_changes (kind, endpoint, family, at) VALUES (?, ?, ?, ?)',
+    ),
+    changes: db.prepare<
+      [number, number],
+      { seq: number; kind: string; endpoint: string; family: string | null; at: number }
+    >('SELECT seq, kind, endpoint, family, at FROM registry_changes WHERE seq > ? ORDER BY seq LIMIT ?'),
+    latestChange: db.prepare<[], { seq: number | null }>('SELECT max(seq) AS seq FROM registry_changes'),
+    // Family ids of erased families must not linger in the change feed: an erased member's
+    // earlier changes lose their family (the erase change itself never had one).
+    forgetChangeFamily: db.prepare<[string]>('UPDATE registry_changes SET family = NULL WHERE family = ?'),
+    pruneChanges: db.prepare<[number]>('DELETE FROM registry_changes WHERE at < ?'),
+    insNonce: db.prepare<[string, string, number]>(
+      'INSERT OR REPLACE INTO nonces (key, endpoint, expires_at) VALUES (?, ?, ?)',
+    ),
+    nonces: db.prepare<[number], { key: string; endpoint: string; expires_at: number }>(
+      'SELECT key, endpoint, expires_at FROM nonces WHERE expires_at >= ?',
+    ),
+    expireNonces: db.prepare<[number]>('DELETE FROM nonces WHERE expires_at < ?'),
+    eraseNonces: db.prepare<[string]>(
+      'DELETE FROM nonces WHERE endpoint IN (SELECT id FROM endpoints WHERE family_id = ?)',
+    ),
+    getMeta: db.prepare<[string], { value: string }>('SELECT value FROM meta WHERE key = ?'),
+    setMeta: db.prepare<[string, string]>(
+      'INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value',
+    ),
+    clipExists: db.prepare<[string, string], { one: number }>(
+      'SELECT 1 AS one FROM clips WHERE sender = ? AND clip_id = ?',
+    ),
   };
 }
 
@@ -279,6 +340,13 @@ export function createWriteOps(db: Database.Database, s = prepareStatements(db))
     if (s.getEndpoint.get(rec.id)) {
       throw new StoreError('STORE_ENDPOINT_EXISTS', `endpoint ${rec.id} is already registered`);
     }
+    // [PLK-12.5] a revoked or erased id never comes back, whatever keys it is presented with.
+    if (s.isTombstoned.get(rec.id)) {
+      throw new StoreError(
+        'STORE_TOMBSTONED',
+        `endpoint ${rec.id} was revoked or erased and cannot be registered again`,
+      );
+    }
     s.insEndpoint.run(rec.id, rec.role, rec.signPublicKey, rec.boxPublicKey, rec.createdAt);
   };
   return {
@@ -288,14 +356,19 @@ export function createWriteOps(db: Database.Database, s = prepareStatements(db))
     addEndpoints(recs: readonly NewEndpoint[]): void {
       for (const r of recs) insertEndpoint(r);
     },
-    revokeEndpoint(id: EndpointId): boolean {
-      return s.revoke.run(id).changes > 0;
+    revokeEndpoint(id: EndpointId, now: number): boolean {
+      const ep = s.getEndpoint.get(id);
+      if (!ep) return false;
+      s.revoke.run(id);
+      s.tombstone.run(id);
+      s.insChange.run('revoked', id, ep.family_id, now);
+      return true;
     },
     createFamily(id: FamilyId, now: number): void {
       if (s.getFamily.get(id)) throw new StoreError('STORE_FAMILY_EXISTS', `family ${id} already exists`);
       s.insFamily.run(id, now);
     },
-    addFamilyMember(family: FamilyId, endpoint: EndpointId): void {
+    addFamilyMember(family: FamilyId, endpoint: EndpointId, now: number): void {
       if (!s.getFamily.get(family)) throw new StoreError('STORE_UNKNOWN_FAMILY', `no family ${family}`);
       const ep = s.getEndpoint.get(endpoint);
       if (!ep) throw new StoreError('STORE_UNKNOWN_ENDPOINT', `no endpoint ${endpoint}`);
@@ -305,16 +378,36 @@ export function createWriteOps(db: Database.Database, s = prepareStatements(db))
         throw new StoreError('STORE_OTHER_FAMILY', `endpoint ${endpoint} already belongs to another family`);
       }
       s.setFamily.run(family, endpoint);
+      s.insChange.run('member-added', endpoint, family, now);
     },
-    eraseFamily(family: FamilyId): { clips: number; endpoints: number } {
+    eraseFamily(family: FamilyId, now: number): { clips: number; endpoints: number } {
       if (!s.getFamily.get(family)) throw new StoreError('STORE_UNKNOWN_FAMILY', `no family ${family}`);
+      const ids = s.familyIds.all(family).map((r) => r.id);
       // [PLK-12.5] Clips sent by a member, then clips addressed to a member (their deliveries cascade).
       const clips = s.eraseSent.run(family).changes + s.eraseReceived.run(family).changes;
       s.eraseSeq.run(family);
       s.eraseAccepted.run(family);
+      s.eraseNonces.run(family);
       const endpoints = s.eraseEndpoints.run(family).changes;
       s.eraseFamily.run(family);
+      s.forgetChangeFamily.run(family);
+      for (const id of ids) {
+        s.tombstone.run(id);
+        s.insChange.run('erased', id, null, now);
+      }
       return { clips, endpoints };
+    },
+    recordNonce(key: string, endpoint: EndpointId, expiresAt: number): void {
+      s.insNonce.run(key, endpoint, expiresAt);
+    },
+    expireNonces(now: number): number {
+      return s.expireNonces.run(now).changes;
+    },
+    setMeta(key: string, value: string): void {
+      s.setMeta.run(key, value);
+    },
+    pruneRegistryChanges(before: number): number {
+      return s.pruneChanges.run(before).changes;
     },
     acceptClip(clip: ClipRecord, recipients: readonly EndpointId[]): AcceptResult {
       // [PLK-8.2] a resend of an accepted clip is acknowledged again, never stored twice.
@@ -333,12 +426,22 @@ export function createWriteOps(db: Database.Database, s = prepareStatements(db))
       s.upsertSeq.run(clip.sender, clip.sequence);
       return { ok: true };
     },
-    markDelivered(recipient: EndpointId, sender: EndpointId, clipId: string, at: number): boolean {
-      // [PLK-12.4] A repeated receipt is idempotent (true); an unknown delivery is false.
+    markDelivered(recipient: EndpointId, sender: EndpointId, clipId: string, at: number): DeliveryMark {
       if (s.deliver.run(at, recipient, sender, clipId).changes === 0) {
-        return s.deliveryExists.get(recipient, sender, clipId) !== undefined;
+        // [PLK-6.2] A repeated receipt is idempotent. Once the clip is gone (every recipient
+        // receipted it) its id is still remembered, and a late repeat is acknowledged too; a
+        // receipt for a clip that is stored but not addressed to this recipient, or that was
+        // never accepted, is unknown.
+        if (s.deliveryExists.get(recipient, sender, clipId)) return 'already';
+        if (s.clipExists.get(sender, clipId)) return 'unknown';
+        return s.acceptedSeq.get(sender, clipId) ? 'already' : 'unknown';
       }
       // [PLK-12.5] The last receipt deletes the clip; its delivery rows cascade.
+      if (!s.stillPending.get(sender, clipId)) s.delClip.run(sender, clipId);
+      return 'delivered';
+    },
+    setAside(recipient: EndpointId, sender: EndpointId, clipId: string, at: number): boolean {
+      if (s.deliver.run(at, recipient, sender, clipId).changes === 0) return false;
       if (!s.stillPending.get(sender, clipId)) s.delClip.run(sender, clipId);
       return true;
     },
@@ -459,8 +562,19 @@ export abstract class SqliteStoreBase implements GatewayStore {
     return this.read(() => this.s.listEndpoints.all().map(toRecord));
   }
 
-  revokeEndpoint(id: EndpointId): Promise<boolean> {
-    return this.checked(() => checkEndpointId(id), 'revokeEndpoint', [id]);
+  revokeEndpoint(id: EndpointId, now: number): Promise<boolean> {
+    return this.checked(
+      () => {
+        checkEndpointId(id);
+        checkTime(now, 'now');
+      },
+      'revokeEndpoint',
+      [id, now],
+    );
+  }
+
+  isTombstoned(id: EndpointId): Promise<boolean> {
+    return this.read(() => this.s.isTombstoned.get(id) !== undefined);
   }
 
   createFamily(id: FamilyId, now: number): Promise<void> {
@@ -474,14 +588,15 @@ export abstract class SqliteStoreBase implements GatewayStore {
     );
   }
 
-  addFamilyMember(family: FamilyId, endpoint: EndpointId): Promise<void> {
+  addFamilyMember(family: FamilyId, endpoint: EndpointId, now: number): Promise<void> {
     return this.checked(
       () => {
         parseFamilyId(family);
         checkEndpointId(endpoint);
+        checkTime(now, 'now');
       },
       'addFamilyMember',
-      [family, endpoint],
+      [family, endpoint, now],
     );
   }
 
@@ -494,8 +609,81 @@ export abstract class SqliteStoreBase implements GatewayStore {
   }
 
   /** [PLK-12.5] The writer truncates the WAL right after the erasing commit. */
-  eraseFamily(family: FamilyId): Promise<{ clips: number; endpoints: number }> {
-    return this.checked(() => parseFamilyId(family), 'eraseFamily', [family]);
+  eraseFamily(family: FamilyId, now: number): Promise<{ clips: number; endpoints: number }> {
+    return this.checked(
+      () => {
+        parseFamilyId(family);
+        checkTime(now, 'now');
+      },
+      'eraseFamily',
+      [family, now],
+    );
+  }
+
+  registryChanges(after: number, limit: number): Promise<RegistryChange[]> {
+    try {
+      checkTime(after, 'after');
+      checkLimit(limit);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.read(() =>
+      this.s.changes.all(after, limit).map((r) => ({
+        seq: r.seq,
+        kind: r.kind as RegistryChange['kind'],
+        endpoint: r.endpoint as EndpointId,
+        family: r.family as FamilyId | null,
+        at: r.at,
+      })),
+    );
+  }
+
+  latestRegistryChange(): Promise<number> {
+    return this.read(() => this.s.latestChange.get()?.seq ?? 0);
+  }
+
+  /** Drops registry changes older than `before` (running gateways have long consumed them). */
+  pruneRegistryChanges(before: number): Promise<number> {
+    return this.checked(() => checkTime(before, 'before'), 'pruneRegistryChanges', [before]);
+  }
+
+  recordNonce(nonce: StoredNonce): Promise<void> {
+    return this.checked(
+      () => {
+        checkNonceKey(nonce.key);
+        checkEndpointId(nonce.endpoint);
+        checkTime(nonce.expiresAt, 'expiresAt');
+      },
+      'recordNonce',
+      [nonce.key, nonce.endpoint, nonce.expiresAt],
+    );
+  }
+
+  async loadNonces(now: number): Promise<StoredNonce[]> {
+    checkTime(now, 'now');
+    await this.write('expireNonces', [now]);
+    return this.read(() =>
+      this.s.nonces.all(now).map((r) => ({
+        key: r.key,
+        endpoint: r.endpoint as EndpointId,
+        expiresAt: r.expires_at,
+      })),
+    );
+  }
+
+  getMeta(key: string): Promise<string | undefined> {
+    return this.read(() => this.s.getMeta.get(key)?.value);
+  }
+
+  setMeta(key: string, value: string): Promise<void> {
+    return this.checked(
+      () => {
+        if (typeof key !== 'string' || key.length === 0 || key.length > 100) throw new TypeError('meta key');
+        if (typeof value !== 'string' || value.length > 10_000) throw new TypeError('meta value');
+      },
+      'setMeta',
+      [key, value],
+    );
   }
 
   // ---- clips ------------------------------------------------------------------------------------
@@ -517,8 +705,22 @@ export abstract class SqliteStoreBase implements GatewayStore {
     return this.read(() => readPending(this.s, recipient, limit));
   }
 
-  markDelivered(recipient: EndpointId, sender: EndpointId, clipId: string, at: number): Promise<boolean> {
+  markDelivered(
+    recipient: EndpointId,
+    sender: EndpointId,
+    clipId: string,
+    at: number,
+  ): Promise<DeliveryMark> {
     return this.checked(() => checkDelivered(recipient, sender, clipId, at), 'markDelivered', [
+      recipient,
+      sender,
+      clipId,
+      at,
+    ]);
+  }
+
+  setAside(recipient: EndpointId, sender: EndpointId, clipId: string, at: number): Promise<boolean> {
+    return this.checked(() => checkDelivered(recipient, sender, clipId, at), 'setAside', [
       recipient,
       sender,
       clipId,

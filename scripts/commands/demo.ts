@@ -61,6 +61,9 @@ export function attachDemoLog(
   ep.on('error', (e) => line(`${who} error in ${e.where}: ${e.error.message}`));
 }
 
+/** 8.003 → "8.0 ms", 123.4 → "123 ms": the precision a reader can use. */
+const ms = (x: number): string => `${x < 100 ? x.toFixed(1) : Math.round(x)} ms`;
+
 export function formatSummary(s: FleetStats): string[] {
   const l = s.latency;
   return [
@@ -68,7 +71,7 @@ export function formatSummary(s: FleetStats): string[] {
     `clips sent ${s.clipsSent}, stored (PUBACK) ${s.clipsAcked}, delivered ${s.delivered}/${s.deliveriesExpected}, duplicates discarded ${s.duplicates}, receipts ${s.receipts}` +
       (s.backlogDelivered ? `, ${s.backlogDelivered} left over from an earlier run` : '') +
       (s.clipsAbandoned ? `, ${s.clipsAbandoned} given up` : ''),
-    `delivery latency (sealed → opened): p50 ${l.p50} ms, p90 ${l.p90} ms, p99 ${l.p99} ms, max ${l.max} ms (n=${l.count})`,
+    `delivery latency (sealed → opened): p50 ${ms(l.p50)}, p90 ${ms(l.p90)}, p99 ${ms(l.p99)}, max ${ms(l.max)} (n=${l.count})`,
     `errors ${s.errors}${
       s.errors
         ? ` (${Object.entries(s.errorKinds)

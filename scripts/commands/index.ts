@@ -20,12 +20,13 @@ export const commandModules: readonly CommandModule[] = [
   { names: ['ble'], load: async () => (await import('./ble.ts')).registerBleCommands },
   { names: ['gateway'], load: async () => (await import('./gateway.ts')).registerGatewayCommands },
   {
-    names: ['provision', 'family', 'revoke', 'endpoints', 'audit', 'backup'],
+    names: ['provision', 'family', 'revoke', 'endpoints', 'audit', 'backup', 'restore'],
     load: async () => (await import('./admin.ts')).registerAdminCommands,
   },
   { names: ['fleet'], load: async () => (await import('./fleet.ts')).registerFleetCommands },
   { names: ['demo'], load: async () => (await import('./demo.ts')).registerDemoCommands },
   { names: ['loadtest'], load: async () => (await import('./loadtest.ts')).registerLoadtestCommands },
+  { names: ['firmware'], load: async () => (await import('./firmware.ts')).registerFirmwareCommands },
 ];
 
 /** The modules needed for `argv` (process.argv without node and script): one, or all for help. */

@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { AttError } from '../../device/ble/att.ts';
 import { CodecError } from '../../device/codec/errors.ts';
+import { FirmwareError } from '../../device/firmware.ts';
 import { OutboxError } from '../../device/outbox.ts';
 import { ConnectError, ConnectRefusedError, GatewayProofError } from '../../device/transport/mqtt-connect.ts';
 import { AdminError } from '../../gateway/admin.ts';
@@ -30,6 +31,7 @@ describe('error hierarchy', () => {
     ['StoreError', new StoreError('STORE_CLOSED', 'x', { cause })],
     ['CodecError', new CodecError('OPUS_ENCODE_FAILED', 'x', { cause })],
     ['OutboxError', new OutboxError('OUTBOX_FULL', 'x', { cause })],
+    ['FirmwareError', new FirmwareError('FIRMWARE_STATE_CORRUPT', 'x', { cause })],
     ['ConnectError', new ConnectError('TRANSPORT', 'x', { cause })],
     ['ConnectRefusedError', new ConnectRefusedError(4, 'x', { cause })],
     ['GatewayProofError', new GatewayProofError('x', { cause })],

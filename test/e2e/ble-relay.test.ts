@@ -24,7 +24,7 @@ describe('BLE relay through a phone to the gateway', () => {
     // The family's phone relays for the toy; it is a family member but not a recipient.
     const phoneId = generateIdentity('parent', seededRandom('relay-phone'));
     await h.register(phoneId);
-    await h.store.addFamilyMember(f.id, phoneId.id);
+    await h.store.addFamilyMember(f.id, phoneId.id, 1);
 
     // The toy records 1 s of synthetic speech, encodes it and seals it for both parents.
     const pcm = synthesizeSpeech({ seed: 7, durationMs: 1000 });

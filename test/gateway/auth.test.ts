@@ -84,7 +84,7 @@ describe('gateway authentication', () => {
 
   it('refuses a revoked id (5)', async () => {
     const f = await h.family();
-    await h.store.revokeEndpoint(f.dad.id);
+    await h.store.revokeEndpoint(f.dad.id, 1);
     await refused({ clientId: f.dad.id, username: f.dad.id, password: token(f.dad) }, 5, 'revoked');
   });
 

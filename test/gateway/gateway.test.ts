@@ -50,19 +50,46 @@ describe('gateway broker core', () => {
     return r.client;
   }
 
-  it('grants only the own inbox; #, +, $SYS and other inboxes get SUBACK 0x80', async () => {
+  it('grants only the own inbox, at QoS 1; #, +, $SYS and other inboxes get SUBACK 0x80 [PLK-4.3]', async () => {
     const f = await h.family();
-    const client = await rawAuthed(f);
-    const topics = ['#', '+/+/+/inbox', '$SYS/#', inboxTopic(f.mum.id), clipTopic(f.toy.id), 'plk/1/+/inbox'];
-    const codes: number[] = [];
-    for (const t of topics) codes.push(await suback(client, t));
-    expect(codes).toEqual(topics.map(() => 128));
-    expect(await suback(client, inboxTopic(f.toy.id))).toBe(1);
+    // At most 4 refused filters per connection: two connections ask for 3 each.
+    const batches = [
+      ['#', '+/+/+/inbox', '$SYS/#'],
+      [inboxTopic(f.mum.id), clipTopic(f.toy.id), 'plk/1/+/inbox'],
+    ];
+    for (const topics of batches) {
+      const client = await rawAuthed(f);
+      const codes: number[] = [];
+      for (const t of topics) codes.push(await suback(client, t));
+      expect(codes).toEqual(topics.map(() => 128));
+      expect(await suback(client, inboxTopic(f.toy.id))).toBe(1);
+      client.end(true);
+    }
     const refusals = await h.metrics.subscribeRefusals.get();
-    expect(refusals.values.reduce((a, v) => a + v.value, 0)).toBeGreaterThanOrEqual(topics.length);
+    expect(refusals.values.reduce((a, v) => a + v.value, 0)).toBeGreaterThanOrEqual(6);
     expect(h.audit.reasons('subscribe.refused')).toContain('wildcard');
     expect(h.audit.reasons('subscribe.refused')).toContain('sys');
-    client.end(true);
+  });
+
+  it('grants the inbox at QoS 1 whatever QoS was asked for, and delivers at QoS 1 [PLK-4.3][PLK-4.4]', async () => {
+    const f = await h.family();
+    for (const qos of [0, 2] as const) {
+      const client = await rawAuthed(f);
+      const granted = await new Promise<number>((res, rej) =>
+        client.subscribe(inboxTopic(f.toy.id), { qos }, (err, g) =>
+          err ? rej(err) : res(g?.[0]?.qos ?? -1),
+        ),
+      );
+      expect(granted).toBe(1);
+      const packets: { qos: number }[] = [];
+      client.on('packetreceive', (p) => {
+        if (p.cmd === 'publish') packets.push({ qos: p.qos });
+      });
+      await new Promise((r) => setTimeout(r, 100));
+      expect(packets.length).toBeGreaterThan(0); // at least the proof
+      expect(packets.every((p) => p.qos === 1)).toBe(true);
+      client.end(true);
+    }
   });
 
   it('forwards a clip from the toy to both parents, and receipts back to the toy', async () => {
@@ -72,11 +99,8 @@ describe('gateway broker core', () => {
     const mumBox = inbox(mum);
     const dadBox = inbox(dad);
     const env = makeClip(f.toy, [f.mum, f.dad]);
-    const t0 = performance.now();
     await toy.publishClip(env);
     await Promise.all([mumBox.wait(1), dadBox.wait(1)]);
-    const latency = performance.now() - t0;
-    expect(latency).toBeLessThan(2000);
     const opened = openClip(mumBox.clips[0]!, { recipient: f.mum, sender: f.toy });
     expect(opened.header.sender).toBe(f.toy.id);
     expect(await h.store.backlog()).toBeGreaterThanOrEqual(2);
@@ -222,7 +246,7 @@ describe('gateway broker core', () => {
       ).toBe('no-family');
 
       const f = await h.family();
-      await h.store.revokeEndpoint(f.dad.id);
+      await h.store.revokeEndpoint(f.dad.id, 1);
       const toy = await h.connect(f.toy);
       toy.publishClip(makeClip(f.toy, [f.mum, f.dad])).catch(() => {});
       await closed(toy.client);

@@ -52,12 +52,13 @@ function seal(
   recipients: readonly PublicIdentity[],
   sequence: number,
   random: RandomSource = rnd,
+  createdAt = NOW - 1000,
 ): Uint8Array {
   return sealClip({
     sender,
     recipients,
     sequence,
-    createdAt: NOW - 1000,
+    createdAt,
     durationMs: 1000,
     ogg: random(2000),
     random,
@@ -65,12 +66,18 @@ function seal(
   });
 }
 
-function receiptOf(by: PrivateIdentity, envelope: Uint8Array, sender: EndpointId = toy.id): Uint8Array {
+function receiptOf(
+  by: PrivateIdentity,
+  envelope: Uint8Array,
+  sender: EndpointId = toy.id,
+  opts: { receivedAt?: number; status?: 'opened' | 'unopenable' } = {},
+): Uint8Array {
   return createReceipt({
     recipient: by,
     sender,
     clipId: decodeClip(envelope).header.clipId,
-    receivedAt: NOW,
+    receivedAt: opts.receivedAt ?? NOW,
+    ...(opts.status ? { status: opts.status } : {}),
     crypto,
   });
 }
@@ -127,6 +134,7 @@ type Fault =
   | 'size'
   | 'malformed'
   | 'sender'
+  | 'clip-time'
   | 'relay-not-family'
   | 'rate-clips'
   | 'rate-bytes'
@@ -150,6 +158,7 @@ const CLIP_ORDER: readonly Fault[] = [
   'size',
   'malformed',
   'sender',
+  'clip-time',
   'rate-clips',
   'rate-bytes',
   'sender-revoked',
@@ -168,6 +177,7 @@ const CLIP_ORDER: readonly Fault[] = [
 const RELAY_ORDER: readonly Fault[] = [
   'size',
   'malformed',
+  'clip-time',
   'rate-clips',
   'rate-bytes',
   'relay-not-family',
@@ -215,11 +225,18 @@ async function scenario(w: World, faults: ReadonlySet<Fault>, relay: boolean) {
     );
     expect(r).toEqual({ ok: true });
   }
-  if (faults.has('sender-revoked')) expect(await w.store.revokeEndpoint(publisher.id)).toBe(true);
-  if (faults.has('recipient-revoked')) expect(await w.store.revokeEndpoint(dad.id)).toBe(true);
+  if (faults.has('sender-revoked')) expect(await w.store.revokeEndpoint(publisher.id, 1)).toBe(true);
+  if (faults.has('recipient-revoked')) expect(await w.store.revokeEndpoint(dad.id, 1)).toBe(true);
   if (faults.has('rate-clips')) expect(w.clips.tryTake(publisher.id, CLIP_CAP, NOW)).toBe(true);
   if (faults.has('rate-bytes')) expect(w.bytes.tryTake(publisher.id, BYTE_CAP, NOW)).toBe(true);
-  const payload = seal(sender, recipients, SEQUENCE);
+  // [PLK-9.3] ten minutes ahead of the gateway clock.
+  const payload = seal(
+    sender,
+    recipients,
+    SEQUENCE,
+    rnd,
+    faults.has('clip-time') ? NOW + 600_000 : NOW - 1000,
+  );
   // A flipped ciphertext byte: still decodes, no longer verifies.
   if (faults.has('bad-signature')) payload[payload.length - 64 - 10]! ^= 0x01;
   // An unsupported version byte: refused by the decoder (PLK_E_VERSION).
@@ -293,8 +310,8 @@ for (const [storeName, openStore] of STORES) {
       }
       await store.createFamily(FAMILY_F, NOW - 60_000);
       await store.createFamily(FAMILY_G, NOW - 60_000);
-      for (const e of [toy, mum, dad]) await store.addFamilyMember(FAMILY_F, e.id);
-      for (const e of [stranger, strangerMate]) await store.addFamilyMember(FAMILY_G, e.id);
+      for (const e of [toy, mum, dad]) await store.addFamilyMember(FAMILY_F, e.id, 1);
+      for (const e of [stranger, strangerMate]) await store.addFamilyMember(FAMILY_G, e.id, 1);
       const clips = new MemoryRateLimiter({ capacity: CLIP_CAP, refillPerSecond: 0 });
       const bytes = new MemoryRateLimiter({ capacity: BYTE_CAP, refillPerSecond: 0 });
       const receipts = new MemoryRateLimiter({ capacity: RECEIPT_CAP, refillPerSecond: 0 });
@@ -491,7 +508,7 @@ for (const [storeName, openStore] of STORES) {
         const ctx = w.ctx({ registry: new RegistryCache(w.store, 1000) });
         const toyRec = await w.record(toy);
         expect((await ingestClip(ctx, toyRec, seal(toy, [mum, dad], 1), NOW)).kind).toBe('accepted');
-        await w.store.revokeEndpoint(dad.id);
+        await w.store.revokeEndpoint(dad.id, 1);
         expect((await ingestClip(ctx, toyRec, seal(toy, [mum, dad], 2), NOW + 999)).kind).toBe('accepted');
         expect(await ingestClip(ctx, toyRec, seal(toy, [mum, dad], 3), NOW + 1000)).toMatchObject({
           kind: 'refused',
@@ -506,7 +523,7 @@ for (const [storeName, openStore] of STORES) {
       });
 
       it('within the recipient check, the first offending recipient in envelope order gives the reason', async () => {
-        await w.store.revokeEndpoint(dad.id);
+        await w.store.revokeEndpoint(dad.id, 1);
         const toyRec = await w.record(toy);
         const before = await snapshot(w.store);
         expect(await ingestClip(w.ctx(), toyRec, seal(toy, [mum, dad, stranger], 1), NOW)).toMatchObject({
@@ -605,7 +622,7 @@ for (const [storeName, openStore] of STORES) {
       it('a relayed envelope of a revoked member, or through a connection without family, is refused', async () => {
         const payload = seal(toy, [mum, dad], 1);
         const mumRec = await w.record(mum);
-        await w.store.revokeEndpoint(toy.id);
+        await w.store.revokeEndpoint(toy.id, 1);
         expect((await ingest(w.ctx(), mumRec, payload, { relay: true })).outcome).toMatchObject({
           kind: 'refused',
           reason: 'sender-revoked',
@@ -689,20 +706,84 @@ for (const [storeName, openStore] of STORES) {
         expect(await w.store.pendingFor(mum.id, 10)).toEqual([]);
         expect(await w.store.pendingFor(dad.id, 10)).toHaveLength(1);
         expect(await w.store.backlog()).toBe(1);
-        expect((await ingestReceipt(ctx, mumRec, receiptOf(mum, envelope), NOW)).kind).toBe('delivered');
+        expect((await ingestReceipt(ctx, mumRec, receiptOf(mum, envelope), NOW)).kind).toBe('already');
         expect((await ingestReceipt(ctx, await w.record(dad), receiptOf(dad, envelope), NOW)).kind).toBe(
           'delivered',
         );
         expect(await w.store.backlog()).toBe(0);
-        // [PLK-12.5] every recipient receipted: the clip is gone, a late receipt is valid but unknown.
-        expect((await ingestReceipt(ctx, mumRec, receiptOf(mum, envelope), NOW)).kind).toBe('unknown');
+        // [PLK-12.5] every recipient receipted: the clip is gone; its id is still remembered, so a
+        // late repeat is acknowledged (not forwarded again), nothing comes back.
+        expect((await ingestReceipt(ctx, mumRec, receiptOf(mum, envelope), NOW)).kind).toBe('already');
+        expect(await w.store.backlog()).toBe(0);
       });
 
-      it('unknown: a valid receipt for a clip the store never had', async () => {
+      it('receipt-unknown: a valid receipt for a clip never accepted, or not addressed to this recipient [PLK-6.2]', async () => {
         const other = seal(toy, [mum], 2);
-        const out = await ingestReceipt(w.ctx(), await w.record(mum), receiptOf(mum, other), NOW);
-        expect(out.kind).toBe('unknown');
-        expect(await w.store.backlog()).toBe(2);
+        expect(await ingestReceipt(w.ctx(), await w.record(mum), receiptOf(mum, other), NOW)).toEqual({
+          kind: 'refused',
+          reason: 'receipt-unknown',
+        });
+        const toMumOnly = seal(toy, [mum], 3);
+        expect((await ingestClip(w.ctx(), await w.record(toy), toMumOnly, NOW)).kind).toBe('accepted');
+        expect(await ingestReceipt(w.ctx(), await w.record(dad), receiptOf(dad, toMumOnly), NOW)).toEqual({
+          kind: 'refused',
+          reason: 'receipt-unknown',
+        });
+        expect(await w.store.backlog()).toBe(3);
+      });
+
+      it('receipt-time: a receipt dated ahead of the gateway clock or older than the age limit [PLK-9.3]', async () => {
+        const mumRec = await w.record(mum);
+        for (const receivedAt of [NOW + 61_000, NOW - 8 * 86_400_000]) {
+          expect(
+            await ingestReceipt(w.ctx(), mumRec, receiptOf(mum, envelope, toy.id, { receivedAt }), NOW),
+          ).toEqual({
+            kind: 'refused',
+            reason: 'receipt-time',
+          });
+        }
+        expect(
+          (
+            await ingestReceipt(
+              w.ctx(),
+              mumRec,
+              receiptOf(mum, envelope, toy.id, { receivedAt: NOW + 59_000 }),
+              NOW,
+            )
+          ).kind,
+        ).toBe('delivered');
+      });
+
+      it('sender-revoked: a revoked recipient cannot receipt any more', async () => {
+        expect(await w.store.revokeEndpoint(mum.id, NOW)).toBe(true);
+        expect(await ingestReceipt(w.ctx(), await w.record(mum), receiptOf(mum, envelope), NOW)).toEqual({
+          kind: 'refused',
+          reason: 'sender-revoked',
+        });
+        expect(await w.store.pendingFor(mum.id, 10)).toHaveLength(1);
+      });
+
+      it('unopenable [PLK-6.3]: the delivery is set aside, the backlog moves on, a repeat is idempotent', async () => {
+        const mumRec = await w.record(mum);
+        const out = await ingestReceipt(
+          w.ctx(),
+          mumRec,
+          receiptOf(mum, envelope, toy.id, { status: 'unopenable' }),
+          NOW,
+        );
+        expect(out).toMatchObject({
+          kind: 'set-aside',
+          receipt: { status: 'unopenable', recipient: mum.id },
+        });
+        expect(await w.store.pendingFor(mum.id, 10)).toEqual([]);
+        expect(await w.store.pendingFor(dad.id, 10)).toHaveLength(1);
+        const again = await ingestReceipt(
+          w.ctx(),
+          mumRec,
+          receiptOf(mum, envelope, toy.id, { status: 'unopenable' }),
+          NOW,
+        );
+        expect(again.kind).toBe('already');
       });
 
       it('receipt-malformed: wrong length, type, version or field; no token taken, store unchanged', async () => {
@@ -764,7 +845,7 @@ for (const [storeName, openStore] of STORES) {
         const mumRec = await w.record(mum);
         for (let i = 0; i < RECEIPT_CAP; i++) {
           expect((await ingestReceipt(w.ctx(), mumRec, receiptOf(mum, envelope), NOW)).kind).toBe(
-            'delivered',
+            i === 0 ? 'delivered' : 'already',
           );
         }
         expect(await ingestReceipt(w.ctx(), mumRec, receiptOf(mum, envelope), NOW)).toEqual({
@@ -788,24 +869,34 @@ for (const [storeName, openStore] of STORES) {
         }
       });
 
-      describe('check order of ingestReceipt: form, recipient = connection, rate, signature', () => {
+      describe('check order of ingestReceipt: form, recipient = connection, time, rate, revoked, signature, delivery', () => {
         type ReceiptFault =
           | 'receipt-malformed'
           | 'receipt-recipient'
+          | 'receipt-time'
           | 'rate-receipts'
-          | 'receipt-bad-signature';
+          | 'sender-revoked'
+          | 'receipt-bad-signature'
+          | 'receipt-unknown';
         const ORDER: readonly ReceiptFault[] = [
           'receipt-malformed',
           'receipt-recipient',
+          'receipt-time',
           'rate-receipts',
+          'sender-revoked',
           'receipt-bad-signature',
+          'receipt-unknown',
         ];
         const run = async (faults: readonly ReceiptFault[]) => {
           const expected = ORDER.find((f) => faults.includes(f));
           if (!expected) throw new Error('no fault');
           // mum's receipt, published by dad's connection when the recipient check is to fail.
           const publisher = faults.includes('receipt-recipient') ? dad : mum;
-          const payload = receiptOf(mum, envelope);
+          const target = faults.includes('receipt-unknown') ? seal(toy, [mum], 9) : envelope;
+          const receivedAt = faults.includes('receipt-time') ? NOW + 600_000 : NOW;
+          const payload = receiptOf(mum, target, toy.id, { receivedAt });
+          if (faults.includes('sender-revoked'))
+            expect(await w.store.revokeEndpoint(publisher.id, NOW)).toBe(true);
           if (faults.includes('receipt-bad-signature')) payload[payload.length - 1]! ^= 0x01;
           if (faults.includes('receipt-malformed')) payload[1] = 0x02;
           if (faults.includes('rate-receipts'))
@@ -825,7 +916,7 @@ for (const [storeName, openStore] of STORES) {
             await run([a, b]);
           });
         }
-        it('receipt-malformed before all three others at once', async () => {
+        it('receipt-malformed before all six others at once', async () => {
           await run(ORDER);
         });
       });

@@ -1,7 +1,13 @@
 // RateLimiter and NonceStore contracts (injected clock), run against the in-memory implementations [PLK-3.5].
+
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { NonceStore, RateLimiter } from '../../gateway/interfaces.ts';
 import { MemoryNonceStore, MemoryRateLimiter } from '../../gateway/limits.ts';
+import { openSqliteStore } from '../../gateway/store/sqlite.ts';
+import { newEndpoint } from './store.contract.ts';
 
 /** Contract for any RateLimiter built with capacity 5 and 10 tokens/s. */
 function runRateLimiterContract(name: string, make: () => RateLimiter): void {
@@ -54,11 +60,27 @@ function runNonceStoreContract(name: string, make: () => NonceStore): void {
   describe(`NonceStore contract: ${name}`, () => {
     it('refuses a nonce seen before it expires, accepts it again after', async () => {
       const ns = make();
-      expect(await ns.add('ep:00', 2_000, 1_000)).toBe('fresh');
-      expect(await ns.add('ep:00', 2_000, 1_500)).toBe('replay');
-      expect(await ns.add('ep:00', 2_000, 2_000)).toBe('replay');
-      expect(await ns.add('ep:01', 2_000, 1_500)).toBe('fresh');
-      expect(await ns.add('ep:00', 4_000, 2_001)).toBe('fresh'); // the old token is stale by now anyway
+      expect(await ns.add('ep:00', 'ep', 2_000, 1_000)).toBe('fresh');
+      expect(await ns.add('ep:00', 'ep', 2_000, 1_500)).toBe('replay');
+      expect(await ns.add('ep:00', 'ep', 2_000, 2_000)).toBe('replay');
+      expect(await ns.add('ep:01', 'ep', 2_000, 1_500)).toBe('fresh');
+      expect(await ns.add('ep:00', 'ep', 4_000, 2_001)).toBe('fresh'); // the old token is stale by now anyway
+    });
+    it('one endpoint cannot use up the cache for the others: a per-endpoint quota [PLK-3.5]', async () => {
+      const ns = make();
+      let fresh = 0;
+      let quota = 0;
+      for (let i = 0; i < 500; i++) {
+        const r = await ns.add(`greedy:${i}`, 'greedy', 100_000, 1_000 + i);
+        if (r === 'fresh') fresh++;
+        else if (r === 'quota') quota++;
+      }
+      expect(fresh).toBeGreaterThan(0);
+      expect(fresh).toBeLessThan(500);
+      expect(quota).toBe(500 - fresh);
+      expect(await ns.add('victim:0', 'victim', 100_000, 2_000)).toBe('fresh');
+      // Once the greedy endpoint's nonces expire it may connect again.
+      expect(await ns.add('greedy:again', 'greedy', 300_000, 100_001)).toBe('fresh');
     });
   });
 }
@@ -101,10 +123,44 @@ describe('MemoryRateLimiter bounds', () => {
 describe('MemoryNonceStore bounds', () => {
   it('fails closed when full of unexpired nonces, recovers once they expire', async () => {
     const ns = new MemoryNonceStore(3);
-    for (const k of ['a', 'b', 'c']) expect(await ns.add(k, 100, 0)).toBe('fresh');
-    expect(await ns.add('d', 100, 50)).toBe('full');
-    expect(await ns.add('a', 100, 50)).toBe('replay');
-    expect(await ns.add('d', 200, 101)).toBe('fresh');
+    for (const k of ['a', 'b', 'c']) expect(await ns.add(k, k, 100, 0)).toBe('fresh');
+    expect(await ns.add('d', 'd', 100, 50)).toBe('full');
+    expect(await ns.add('a', 'a', 100, 50)).toBe('replay');
+    expect(await ns.add('d', 'd', 200, 101)).toBe('fresh');
     expect(ns.size).toBe(1);
+  });
+
+  it('quota: at most perEndpoint unexpired nonces per endpoint, others unaffected', async () => {
+    const ns = new MemoryNonceStore(100, { perEndpoint: 2 });
+    expect(await ns.add('x:1', 'x', 100, 0)).toBe('fresh');
+    expect(await ns.add('x:2', 'x', 150, 0)).toBe('fresh');
+    expect(await ns.add('x:3', 'x', 200, 10)).toBe('quota');
+    expect(await ns.add('y:1', 'y', 200, 10)).toBe('fresh');
+    expect(await ns.add('x:3', 'x', 200, 101)).toBe('fresh'); // x:1 expired
+  });
+
+  it('persisted: durable before it resolves, loaded after a restart, so a token stays refused [PLK-3.5]', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'plk-nonce-'));
+    try {
+      let store = openSqliteStore(dir);
+      const id = newEndpoint('toy').id;
+      const ns = await MemoryNonceStore.open(100, { persist: store, now: 1000 });
+      expect(await ns.add(`${id}:aa`, id, 61_000, 1000)).toBe('fresh');
+      await store.close(); // the process dies here: what was acknowledged must be on disk
+      store = openSqliteStore(dir);
+      const after = await MemoryNonceStore.open(100, { persist: store, now: 2000 });
+      expect(after.size).toBe(1);
+      expect(await after.add(`${id}:aa`, id, 61_000, 2000)).toBe('replay');
+      expect(await after.add(`${id}:bb`, id, 61_000, 2000)).toBe('fresh');
+      // Expired nonces are not loaded.
+      const later = await MemoryNonceStore.open(100, { persist: store, now: 70_000 });
+      expect(later.size).toBe(0);
+      // A store that cannot write: nothing is recorded, the caller fails closed.
+      await store.close();
+      await expect(later.add(`${id}:cc`, id, 130_000, 70_000)).rejects.toThrow(/closed/);
+      expect(later.size).toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -41,7 +41,7 @@ export function runStoreContract(name: string, makeStore: () => Promise<GatewayS
       const [toy, mum, dad] = [newEndpoint('toy'), newEndpoint('parent'), newEndpoint('parent')];
       for (const e of [toy, mum, dad]) {
         await store.addEndpoint(e);
-        await store.addFamilyMember(id, e.id);
+        await store.addFamilyMember(id, e.id, 1);
       }
       return { id, toy: toy.id, mum: mum.id, dad: dad.id };
     }
@@ -75,13 +75,13 @@ export function runStoreContract(name: string, makeStore: () => Promise<GatewayS
     it('revokes: kept (so the id cannot be re-registered), flagged, false when unknown', async () => {
       const e = newEndpoint('toy');
       await store.addEndpoint(e);
-      expect(await store.revokeEndpoint(e.id)).toBe(true);
+      expect(await store.revokeEndpoint(e.id, 1)).toBe(true);
       expect((await store.getEndpoint(e.id))?.revoked).toBe(true);
-      expect(await store.revokeEndpoint(newEndpoint('toy').id)).toBe(false);
+      expect(await store.revokeEndpoint(newEndpoint('toy').id, 1)).toBe(false);
       await expect(store.addEndpoint(e)).rejects.toThrow(/already registered/);
       const fam = newFamilyId();
       await store.createFamily(fam, 1);
-      await expect(store.addFamilyMember(fam, e.id)).rejects.toThrow(/revoked/);
+      await expect(store.addFamilyMember(fam, e.id, 1)).rejects.toThrow(/revoked/);
     });
 
     it('families: pseudonymous ids, one family per endpoint, member counts', async () => {
@@ -93,11 +93,11 @@ export function runStoreContract(name: string, makeStore: () => Promise<GatewayS
       await expect(store.createFamily(a, 3)).rejects.toThrow(/already exists/);
       const e = newEndpoint('toy');
       await store.addEndpoint(e);
-      await store.addFamilyMember(a, e.id);
-      await store.addFamilyMember(a, e.id); // idempotent
-      await expect(store.addFamilyMember(b, e.id)).rejects.toThrow(/another family/);
-      await expect(store.addFamilyMember(newFamilyId(), e.id)).rejects.toThrow(/no family/);
-      await expect(store.addFamilyMember(a, newEndpoint('toy').id)).rejects.toThrow(/no endpoint/);
+      await store.addFamilyMember(a, e.id, 1);
+      await store.addFamilyMember(a, e.id, 1); // idempotent
+      await expect(store.addFamilyMember(b, e.id, 1)).rejects.toThrow(/another family/);
+      await expect(store.addFamilyMember(newFamilyId(), e.id, 1)).rejects.toThrow(/no family/);
+      await expect(store.addFamilyMember(a, newEndpoint('toy').id, 1)).rejects.toThrow(/no endpoint/);
       expect((await store.getEndpoint(e.id))?.familyId).toBe(a);
       expect((await store.familyMembers(a)).map((m) => m.id)).toEqual([e.id]);
       expect(await store.familyMembers(b)).toEqual([]);
@@ -146,7 +146,7 @@ export function runStoreContract(name: string, makeStore: () => Promise<GatewayS
       expect(await store.backlog()).toBe(1);
       expect(await store.pendingFor(f.mum, 10)).toHaveLength(1);
       // Delivered and deleted: a late resend is still recognised, not refused as a replay.
-      expect(await store.markDelivered(f.mum, f.toy, c.clipId, c.receivedAt + 1)).toBe(true);
+      expect(await store.markDelivered(f.mum, f.toy, c.clipId, c.receivedAt + 1)).toBe('delivered');
       expect(await store.backlog()).toBe(0);
       expect(await store.acceptClip(c, [f.mum])).toEqual({ ok: true, retransmit: true });
       expect(await store.pendingFor(f.mum, 10)).toEqual([]);
@@ -191,23 +191,127 @@ export function runStoreContract(name: string, makeStore: () => Promise<GatewayS
       expect(await store.backlog()).toBe(9);
     });
 
-    it('markDelivered: per recipient, idempotent, false when unknown; clip deleted once all receipted [PLK-12.4][PLK-12.5]', async () => {
+    it('markDelivered: per recipient, idempotent, unknown for strangers; clip deleted once all receipted [PLK-6.2][PLK-12.5]', async () => {
       const f = await family();
       const c = newClip(f.toy, 1);
       await store.acceptClip(c, [f.mum, f.dad]);
-      expect(await store.markDelivered(f.mum, f.toy, c.clipId, 7000)).toBe(true);
-      expect(await store.markDelivered(f.mum, f.toy, c.clipId, 7001)).toBe(true); // repeated receipt
+      expect(await store.markDelivered(f.mum, f.toy, c.clipId, 7000)).toBe('delivered');
+      expect(await store.markDelivered(f.mum, f.toy, c.clipId, 7001)).toBe('already'); // repeated receipt
       expect(await store.pendingFor(f.mum, 10)).toEqual([]);
       expect((await store.pendingFor(f.dad, 10)).map((d) => d.clipId)).toEqual([c.clipId]);
       expect(await store.backlog()).toBe(1);
-      expect(await store.markDelivered(f.toy, f.toy, c.clipId, 7000)).toBe(false); // not a recipient
-      expect(await store.markDelivered(f.dad, f.toy, newClip(f.toy, 9).clipId, 7000)).toBe(false); // unknown clip
-      expect(await store.markDelivered(f.dad, f.toy, c.clipId, 7002)).toBe(true);
+      expect(await store.markDelivered(f.toy, f.toy, c.clipId, 7000)).toBe('unknown'); // not a recipient
+      expect(await store.markDelivered(f.dad, f.toy, newClip(f.toy, 9).clipId, 7000)).toBe('unknown'); // never accepted
+      expect(await store.markDelivered(f.dad, f.toy, c.clipId, 7002)).toBe('delivered');
       expect(await store.backlog()).toBe(0);
-      // The clip is gone: a late receipt is unknown, and its id stays refused by sequence.
-      expect(await store.markDelivered(f.dad, f.toy, c.clipId, 7003)).toBe(false);
+      // The clip is gone, its id still remembered: a late repeat is acknowledged, nothing pending again.
+      expect(await store.markDelivered(f.dad, f.toy, c.clipId, 7003)).toBe('already');
+      expect(await store.backlog()).toBe(0);
       expect(await store.lastSequence(f.toy)).toBe(1);
       expect(await store.expireUndelivered(Number.MAX_SAFE_INTEGER)).toBe(0);
+      // Past retention the id is forgotten too: the receipt is unknown.
+      expect(await store.markDelivered(f.dad, f.toy, c.clipId, 7004)).toBe('unknown');
+    });
+
+    it('setAside: a pending delivery leaves the backlog without a receipt; the clip goes when nothing is pending [PLK-12.4]', async () => {
+      const f = await family();
+      const c = newClip(f.toy, 1);
+      const d = newClip(f.toy, 2);
+      await store.acceptClip(c, [f.mum, f.dad]);
+      await store.acceptClip(d, [f.mum]);
+      expect(await store.setAside(f.mum, f.toy, c.clipId, 8000)).toBe(true);
+      expect((await store.pendingFor(f.mum, 10)).map((p) => p.clipId)).toEqual([d.clipId]);
+      expect(await store.setAside(f.mum, f.toy, c.clipId, 8001)).toBe(false); // no longer pending
+      expect(await store.setAside(f.toy, f.toy, c.clipId, 8001)).toBe(false); // not a recipient
+      expect(await store.markDelivered(f.dad, f.toy, c.clipId, 8002)).toBe('delivered');
+      expect(await store.backlog()).toBe(1); // c is gone, d waits
+      expect(await store.setAside(f.mum, f.toy, d.clipId, 8003)).toBe(true);
+      expect(await store.backlog()).toBe(0);
+      expect(await store.pendingFor(f.mum, 10)).toEqual([]);
+    });
+
+    it('tombstones: a revoked or erased id can never be registered again, with any keys [PLK-12.5]', async () => {
+      const f = await family();
+      const mum = (await store.getEndpoint(f.mum))!;
+      expect(await store.isTombstoned(f.toy)).toBe(false);
+      expect(await store.revokeEndpoint(f.toy, 100)).toBe(true);
+      expect(await store.isTombstoned(f.toy)).toBe(true);
+      const famId = (await store.getEndpoint(f.mum))!.familyId!;
+      expect(await store.eraseFamily(famId, 101)).toMatchObject({ endpoints: 3 });
+      for (const id of [f.toy, f.mum, f.dad]) {
+        expect(await store.getEndpoint(id)).toBeUndefined();
+        expect(await store.isTombstoned(id)).toBe(true);
+      }
+      // The same keys again (an id is the hash of its signing key, so it can only come back with them).
+      const again = {
+        id: mum.id,
+        role: mum.role,
+        signPublicKey: mum.signPublicKey,
+        boxPublicKey: mum.boxPublicKey,
+        createdAt: 2,
+      };
+      await expectCodeAsync(store.addEndpoint(again), 'STORE_TOMBSTONED', StoreError);
+      await expectCodeAsync(store.addEndpoints([newEndpoint('toy'), again]), 'STORE_TOMBSTONED', StoreError);
+    });
+
+    it('registry changes: revoke, member added and erase, in order; erase keeps no family id [PLK-12.7]', async () => {
+      const before = await store.latestRegistryChange();
+      const f = await family();
+      const famId = (await store.getEndpoint(f.mum))!.familyId!;
+      await store.revokeEndpoint(f.dad, 200);
+      await store.eraseFamily(famId, 201);
+      const changes = await store.registryChanges(before, 100);
+      expect(changes.map((c) => c.kind)).toEqual([
+        'member-added',
+        'member-added',
+        'member-added',
+        'revoked',
+        'erased',
+        'erased',
+        'erased',
+      ]);
+      expect(changes.every((c, i) => i === 0 || c.seq > changes[i - 1]!.seq)).toBe(true);
+      expect(changes.map((c) => c.family)).toEqual([null, null, null, null, null, null, null]);
+      expect(changes[3]).toMatchObject({ endpoint: f.dad, at: 200 });
+      expect(new Set(changes.slice(4).map((c) => c.endpoint))).toEqual(new Set([f.toy, f.mum, f.dad]));
+      expect(await store.latestRegistryChange()).toBe(changes.at(-1)!.seq);
+      expect(await store.registryChanges(changes[1]!.seq, 2)).toEqual(changes.slice(2, 4));
+    });
+
+    it('registry changes of a live family name it; revoking an unknown id records nothing', async () => {
+      const before = await store.latestRegistryChange();
+      const f = await family();
+      const famId = (await store.getEndpoint(f.mum))!.familyId!;
+      expect(await store.revokeEndpoint(newEndpoint('toy').id, 300)).toBe(false);
+      await store.revokeEndpoint(f.mum, 301);
+      const changes = await store.registryChanges(before, 100);
+      expect(changes.map((c) => [c.kind, c.family])).toEqual([
+        ['member-added', famId],
+        ['member-added', famId],
+        ['member-added', famId],
+        ['revoked', famId],
+      ]);
+    });
+
+    it('nonces: durable until they expire, dropped with an erased family [PLK-3.5]', async () => {
+      const f = await family();
+      await store.recordNonce({ key: `${f.toy}:aa`, endpoint: f.toy, expiresAt: 5000 });
+      await store.recordNonce({ key: `${f.toy}:bb`, endpoint: f.toy, expiresAt: 9000 });
+      await store.recordNonce({ key: `${f.mum}:cc`, endpoint: f.mum, expiresAt: 9000 });
+      expect((await store.loadNonces(6000)).map((n) => n.key).sort()).toEqual(
+        [`${f.mum}:cc`, `${f.toy}:bb`].sort(),
+      );
+      expect((await store.loadNonces(4000)).map((n) => n.key)).toHaveLength(2); // the expired one is gone for good
+      await store.eraseFamily((await store.getEndpoint(f.mum))!.familyId!, 7000);
+      expect(await store.loadNonces(6000)).toEqual([]);
+      await expect(store.recordNonce({ key: '', endpoint: f.toy, expiresAt: 1 })).rejects.toThrow(TypeError);
+    });
+
+    it('meta: facts about the data directory', async () => {
+      expect(await store.getMeta('gateway_id')).toBeUndefined();
+      await store.setMeta('gateway_id', 'abc');
+      await store.setMeta('gateway_id', 'def');
+      expect(await store.getMeta('gateway_id')).toBe('def');
     });
 
     it('expireUndelivered deletes old undelivered clips only', async () => {
@@ -243,7 +347,7 @@ export function runStoreContract(name: string, makeStore: () => Promise<GatewayS
         toy: await store.pendingFor(b.toy, 100),
         seq: await store.lastSequence(b.toy),
       };
-      expect(await store.eraseFamily(a.id)).toEqual({ clips: 4, endpoints: 3 });
+      expect(await store.eraseFamily(a.id, 1)).toEqual({ clips: 4, endpoints: 3 });
       for (const m of [a.toy, a.mum, a.dad]) {
         expect(await store.getEndpoint(m)).toBeUndefined();
         expect(await store.pendingFor(m, 100)).toEqual([]);
@@ -251,7 +355,7 @@ export function runStoreContract(name: string, makeStore: () => Promise<GatewayS
       }
       expect(await store.familyMembers(a.id)).toEqual([]);
       expect((await store.listFamilies()).map((f) => f.id)).toEqual([b.id]);
-      await expect(store.eraseFamily(a.id)).rejects.toThrow(/no family/);
+      await expect(store.eraseFamily(a.id, 1)).rejects.toThrow(/no family/);
       expect(await store.familyMembers(b.id)).toEqual(bBefore.members);
       expect(await store.pendingFor(b.mum, 100)).toEqual(bBefore.mum);
       expect(await store.pendingFor(b.toy, 100)).toEqual(bBefore.toy);

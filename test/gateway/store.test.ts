@@ -64,7 +64,7 @@ describe('SqliteStore specifics', () => {
     expect(store.db.pragma('secure_delete', { simple: true })).toBe(1);
     expect(store.db.pragma('foreign_keys', { simple: true })).toBe(1);
     const version = store.db.prepare('SELECT max(version) AS v FROM schema_version').get() as { v: number };
-    expect(version.v).toBe(2);
+    expect(version.v).toBe(3);
     await store.close();
   });
 
@@ -137,7 +137,7 @@ describe('SqliteStore specifics', () => {
           boxPublicKey: e.boxPublicKey,
           createdAt: 1,
         });
-        await store.addFamilyMember(id, e.id);
+        await store.addFamilyMember(id, e.id, 1);
       }
       families.push({ id, toy, parents, envelopes: [] });
     }
@@ -217,15 +217,33 @@ describe('SqliteStore specifics', () => {
 
     // Erase the first family: none of its envelope bytes or ids remain in the file or the WAL.
     const [a, b] = [families[0]!, families[1]!];
-    expect(await store.eraseFamily(a.id)).toEqual({ clips: 6, endpoints: 3 });
+    expect(await store.eraseFamily(a.id, 1)).toEqual({ clips: 6, endpoints: 3 });
     const afterErase = dbBytes(dir);
     check(afterErase);
     for (const env of a.envelopes) for (const w of windows(env)) expect(afterErase.indexOf(w)).toBe(-1);
     for (const e of [a.toy, ...a.parents]) {
-      expect(afterErase.indexOf(Buffer.from(e.id))).toBe(-1);
       expect(afterErase.indexOf(Buffer.from(e.signPublicKey))).toBe(-1);
+      expect(afterErase.indexOf(Buffer.from(e.boxPublicKey))).toBe(-1);
     }
     expect(afterErase.indexOf(Buffer.from(a.id))).toBe(-1);
+    // An erased id survives only as a tombstone and as its own `erased` change (the id alone: no
+    // key, no family), so that it can never be registered again [PLK-12.5].
+    const ids = [a.toy, ...a.parents].map((e) => e.id);
+    const tables = (
+      store.db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() as { name: string }[]
+    ).map((t) => t.name);
+    for (const t of tables) {
+      const rows = store.db.prepare(`SELECT * FROM ${t}`).all() as Record<string, unknown>[];
+      const hits = rows.filter((r) =>
+        Object.values(r).some((v) => typeof v === 'string' && (ids as string[]).includes(v)),
+      );
+      if (t === 'tombstones') expect(hits).toHaveLength(3);
+      else if (t === 'registry_changes') {
+        expect(hits.length).toBeGreaterThan(0);
+        for (const h of hits) expect(h.family).toBeNull();
+        expect(hits.filter((h) => h.kind === 'erased')).toHaveLength(3);
+      } else expect(hits, `erased ids in ${t}`).toEqual([]);
+    }
     // ... while the other family's data is still there (the search itself works).
     for (const env of b.envelopes)
       for (const w of windows(env)) expect(afterErase.indexOf(w)).toBeGreaterThan(-1);
@@ -244,7 +262,7 @@ describe('WorkerSqliteStore specifics', () => {
     const toy = newEndpoint('toy');
     const mum = newEndpoint('parent');
     await store.addEndpoints([toy, mum]);
-    for (const e of [toy, mum]) await store.addFamilyMember(fam, e.id);
+    for (const e of [toy, mum]) await store.addFamilyMember(fam, e.id, 1);
     // Not awaited: close() must still commit them (and resolve them) before it returns.
     const writes = Array.from({ length: 200 }, (_, i) => {
       // A view into a larger buffer: only its own bytes may be stored.

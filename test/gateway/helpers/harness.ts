@@ -136,7 +136,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
       const dad = generateIdentity('parent');
       for (const e of [toy, mum, dad]) {
         await h.register(e);
-        await h.store.addFamilyMember(id, e.id);
+        await h.store.addFamilyMember(id, e.id, 1);
       }
       return { id, toy, mum, dad };
     },
