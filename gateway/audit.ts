@@ -198,7 +198,8 @@ function auditStatements(db: Database.Database) {
     ),
     rows: db.prepare<[], AuditRow>('SELECT * FROM audit ORDER BY seq'),
     anchor: db.prepare<[number, Uint8Array, number, Uint8Array | null]>(
-      'INSERT OR REPLACE INTO anchors (seq, hash, at, signature) VALUES (?, ?, ?, ?)',
+      // An anchor, once written, is evidence: a later head at the same row number never replaces it.
+      'INSERT OR IGNORE INTO anchors (seq, hash, at, signature) VALUES (?, ?, ?, ?)',
     ),
     anchors: db.prepare<[], AnchorRow>('SELECT * FROM anchors ORDER BY seq'),
   };
@@ -309,12 +310,16 @@ export class SqliteAuditLog implements AuditLog {
     return { seq, hash: toHex(hash), at, signature: signature ? toHex(signature) : null };
   }
 
-  /** Mirrors the anchor to the anchor file (atomic rename), unless the file already holds a newer one. */
+  /**
+   * Mirrors the anchor to the anchor file (atomic rename), unless the file already holds one for
+   * the same or a later row: after rows were deleted a new head may reach an anchored row number
+   * again, and the old signed anchor must stay to show it.
+   */
   private mirrorAnchor(anchor: AuditAnchor): void {
     const path = this.anchorPath;
     if (!path) return;
     const current = readAnchorFile(path);
-    if (current && current.seq > anchor.seq) return;
+    if (current && current.seq >= anchor.seq) return;
     const tmp = `${path}.${process.pid}.tmp`;
     writeFileSync(tmp, `${JSON.stringify({ plushlink: 'audit-anchor', v: 1, ...anchor })}\n`, {
       mode: 0o600,

@@ -30,6 +30,16 @@ export type { GatewayRateLimiters } from './context.ts';
 
 export const DAY_MS = 86_400_000;
 
+/**
+ * An error of mqtt-packet's parser (a malformed packet body the socket scanner could not see),
+ * as opposed to a timeout, a reset socket or one of our own refusals.
+ */
+function isParseError(err: Error): boolean {
+  return /^(Invalid|Malformed|Cannot parse|Packet too short|Packet must not|Connect flag|Will (Retain|QoS)|Not supported|Unknown property)/.test(
+    err.message,
+  );
+}
+
 export interface GatewayOptions {
   /** The gateway's own identity (role 'gateway'); its id is bound into every connect token [PLK-3.3]. */
   readonly identity: PrivateIdentity;
@@ -227,12 +237,27 @@ export function createGateway(opts: GatewayOptions): Gateway {
         set?.delete(client);
         if (set?.size === 0) sessions.delete(state.endpoint.id);
       });
-      b.on('connectionError', (_client, err) => {
-        if (/connect did not arrive in time/.test(err.message))
-          metrics.socketViolations.inc({ reason: 'connect-timeout' });
+      /** [PLK-12.6][PLK-12.8] A violation Aedes found (a timeout, a body mqtt-packet cannot parse): counted and audited. */
+      const violation = (client: Client, reason: 'connect-timeout' | 'malformed', err: Error): void => {
+        metrics.socketViolations.inc({ reason });
+        const source = sources.get(client.conn) ?? 'unknown';
+        void auditBudget.refusal(
+          {
+            at: clock(),
+            kind: 'socket.violation',
+            endpoint: states.get(client)?.endpoint.id,
+            detail: { reason, error: err.message.slice(0, 80), source },
+          },
+          source,
+        );
+      };
+      b.on('connectionError', (client, err) => {
+        if (/connect did not arrive in time/.test(err.message)) violation(client, 'connect-timeout', err);
+        else if (isParseError(err)) violation(client, 'malformed', err);
         log.debug({ event: 'connection.error', err: err.message }, 'connection error');
       });
       b.on('clientError', (client, err) => {
+        if (isParseError(err)) violation(client, 'malformed', err);
         log.debug(
           { event: 'client.error', endpoint: states.get(client)?.endpoint.id, err: err.message },
           'client error',

@@ -18,7 +18,7 @@ import { Duplex } from 'node:stream';
  */
 export const SOCKET_VIOLATIONS = {
   oversize: 'a packet announces more than the maximum packet size',
-  malformed: 'the fixed header is not valid MQTT',
+  malformed: 'a packet is not valid MQTT 3.1.1 (reserved or server-only type, flag bits, length, body)',
   'not-connect': 'the first packet is not a CONNECT',
   'connect-timeout': 'no CONNECT within the connect timeout',
   'control-flood': 'more control packets (PINGREQ, SUBSCRIBE, UNSUBSCRIBE) than the per-connection budget',
@@ -57,7 +57,27 @@ const State = { Header: 0, Length: 1, Body: 2 } as const;
 type State = (typeof State)[keyof typeof State];
 
 const MQTT_CONNECT = 1;
+const MQTT_PUBLISH = 3;
 const MQTT_SUBSCRIBE = 8;
+/**
+ * [PLK-9.2] MQTT 3.1.1 §2.2.2: the fixed-header flags each packet type a client may send must
+ * carry (PUBLISH has its own rules). CONNACK, SUBACK, UNSUBACK and PINGRESP only flow from the
+ * server, and type 15 is reserved: from a client they are malformed.
+ */
+const CLIENT_FLAGS: Readonly<Record<number, number>> = {
+  1: 0, // CONNECT
+  4: 0, // PUBACK
+  5: 0, // PUBREC
+  6: 2, // PUBREL
+  7: 0, // PUBCOMP
+  8: 2, // SUBSCRIBE
+  10: 2, // UNSUBSCRIBE
+  12: 0, // PINGREQ
+  14: 0, // DISCONNECT
+};
+/** Exact remaining lengths (§3.4–3.7, §3.12, §3.14), and the least a SUBSCRIBE or UNSUBSCRIBE can hold. */
+const EXACT_LENGTH: Readonly<Record<number, number>> = { 4: 2, 5: 2, 6: 2, 7: 2, 12: 0, 14: 0 };
+const MIN_LENGTH: Readonly<Record<number, number>> = { 8: 6, 10: 5 };
 /** SUBSCRIBE (8), UNSUBSCRIBE (10), PINGREQ (12): the packets a flood can cost the broker work for nothing. */
 const CONTROL_TYPES = new Set([8, 10, 12]);
 /** [PLK-9.2] Largest control packet: an endpoint subscribes to one topic, its inbox. */
@@ -117,9 +137,14 @@ export class MqttHeaderScanner {
     while (i < n) {
       switch (this.state) {
         case State.Header: {
-          this.type = chunk[i]! >> 4;
+          const first = chunk[i]!;
+          this.type = first >> 4;
           if (this.packets === 0 && this.type !== MQTT_CONNECT) return 'not-connect';
-          if (this.type === 0) return 'malformed'; // reserved packet type
+          if (this.type === MQTT_PUBLISH) {
+            if ((first & 0x06) === 0x06) return 'malformed'; // QoS 3
+          } else if (CLIENT_FLAGS[this.type] !== (first & 0x0f)) {
+            return 'malformed'; // reserved type, a server-only type, or wrong flag bits
+          }
           if (CONTROL_TYPES.has(this.type) && !this.takeControl()) return 'control-flood';
           this.state = State.Length;
           this.length = 0;
@@ -150,6 +175,11 @@ export class MqttHeaderScanner {
           if (CONTROL_TYPES.has(this.type) && this.length > MAX_CONTROL_PACKET_BYTES) {
             this.declared = this.length;
             return 'oversize';
+          }
+          const exact = EXACT_LENGTH[this.type];
+          if ((exact !== undefined && this.length !== exact) || this.length < (MIN_LENGTH[this.type] ?? 0)) {
+            this.declared = this.length;
+            return 'malformed';
           }
           this.packets++;
           this.bodyLeft = this.length;
