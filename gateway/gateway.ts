@@ -4,7 +4,7 @@ import type { EventEmitter } from 'node:events';
 import { type AddressInfo, createServer as createTcpServer, type Server, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { createServer as createTlsServer } from 'node:tls';
-import { Aedes, type Client } from 'aedes';
+import { Aedes, type Client, type PublishPacket } from 'aedes';
 import { type Logger, pino } from 'pino';
 import { type CryptoSuite, defaultCrypto } from '../shared/crypto.ts';
 import type { PrivateIdentity } from '../shared/identity.ts';
@@ -29,6 +29,28 @@ import { subscribeHandlers } from './subscribe.ts';
 export type { GatewayRateLimiters } from './context.ts';
 
 export const DAY_MS = 86_400_000;
+
+/**
+ * Endpoints publish only to their own clip, relay and rcpt topics [PLK-4.2], which the gateway
+ * consumes in authorizePublish (stores, forwards through the recipients' own connections) and
+ * which nobody may subscribe to [PLK-4.3]. Aedes would still route each one after its PUBACK —
+ * a Packet copy, a subscription match in the persistence trie, an mqemitter match and a
+ * `publish` event, per clip and per receipt — for no one: an authorized publish by a client
+ * therefore ends here. Publishes without a client (Aedes' own $SYS heartbeat) go on as usual.
+ */
+function consumeEndpointPublishes(broker: Aedes): void {
+  // Aedes' typings declare publish(packet, callback); the broker itself calls publish(packet, client, done).
+  type Route = (packet: PublishPacket, client: unknown, done?: (err?: Error) => void) => void;
+  const target = broker as unknown as { publish: Route };
+  const route = target.publish.bind(broker) as Route;
+  target.publish = (packet, client, done) => {
+    if (typeof client === 'function' || client === null || client === undefined) {
+      route(packet, client, done);
+      return;
+    }
+    done?.();
+  };
+}
 
 /**
  * An error of mqtt-packet's parser (a malformed packet body the socket scanner could not see),
@@ -228,6 +250,7 @@ export function createGateway(opts: GatewayOptions): Gateway {
         authorizeForward,
       });
       const b = broker;
+      consumeEndpointPublishes(b);
       b.on('subscribe', onSubscribed);
       b.on('clientDisconnect', (client) => {
         const state = states.get(client);

@@ -31,6 +31,13 @@ import {
 export const STORE_FILE = 'gateway.db';
 
 /**
+ * Writes that need not force a commit of their own (receipts: a receipt lost in a crash only means
+ * its clip is delivered and receipted again). They ride on the next commit, at most this late.
+ */
+const LAZY_OPS: ReadonlySet<string> = new Set(['markDelivered', 'setAside']);
+const LAZY_COMMIT_MS = 20;
+
+/**
  * PLK_STORE_TRACE=1: once a second, commits, jobs per commit and commit durations on stderr (load-test
  * diagnostics, docs/LOADTEST.md). Off by default; then `traceCommit` returns at once.
  */
@@ -749,6 +756,9 @@ export class SqliteStore extends SqliteStoreBase {
   private readonly maxBatch: number;
   private queue: Job[] = [];
   private scheduled = false;
+  private commits = 0;
+  private committedJobs = 0;
+  private lazyTimer: NodeJS.Timeout | undefined;
   protected readonly s: ReturnType<typeof prepareStatements>;
   private readonly ops: WriteOps;
 
@@ -767,6 +777,7 @@ export class SqliteStore extends SqliteStoreBase {
   protected write<K extends WriteOpName>(op: K, args: WriteArgs<K>): Promise<WriteResult<K>> {
     const fn = this.ops[op] as (...a: WriteArgs<K>) => WriteResult<K>;
     const run = () => fn(...args);
+    if (LAZY_OPS.has(op)) return this.enqueue(run, true);
     if (op !== 'eraseFamily') return this.enqueue(run);
     // [PLK-12.5] no erased byte may linger in the WAL after the erasing commit.
     return this.enqueue(run).then((r) => {
@@ -775,23 +786,37 @@ export class SqliteStore extends SqliteStoreBase {
     });
   }
 
-  private enqueue<T>(run: () => T): Promise<T> {
+  /**
+   * Queues a write for the next group commit. A `lazy` write (a receipt) does not ask for a commit
+   * of its own: it joins the next one another write asks for, or one within LAZY_COMMIT_MS — its
+   * promise still resolves only once it is durable, so receipts stop costing an fsync each.
+   */
+  private enqueue<T>(run: () => T, lazy = false): Promise<T> {
     if (this.closed) return Promise.reject(new StoreError('STORE_CLOSED', 'store is closed'));
     return new Promise<T>((resolve, reject) => {
       this.queue.push({ run, resolve: resolve as (v: unknown) => void, reject });
       if (this.queue.length >= this.maxBatch) this.flush();
-      else if (!this.scheduled) {
+      else if (!lazy && !this.scheduled) {
         this.scheduled = true;
         setImmediate(() => {
           this.scheduled = false;
           this.flush();
         });
+      } else if (lazy && !this.scheduled && !this.lazyTimer) {
+        this.lazyTimer = setTimeout(() => {
+          this.lazyTimer = undefined;
+          this.flush();
+        }, LAZY_COMMIT_MS);
       }
     });
   }
 
   /** Commits every queued write in one transaction (one fsync), then settles their promises. */
   private flush(): void {
+    if (this.lazyTimer) {
+      clearTimeout(this.lazyTimer);
+      this.lazyTimer = undefined;
+    }
     if (this.queue.length === 0) return;
     const jobs = this.queue;
     this.queue = [];
@@ -804,11 +829,18 @@ export class SqliteStore extends SqliteStoreBase {
       return;
     }
     if (TRACE) traceCommit(jobs.length, performance.now() - tTrace);
+    this.commits++;
+    this.committedJobs += jobs.length;
     for (let i = 0; i < jobs.length; i++) {
       const o = outcomes[i]!;
       if (o.ok) jobs[i]!.resolve(o.value);
       else jobs[i]!.reject(o.value);
     }
+  }
+
+  /** Durable commits so far and the writes they held (group-commit size = jobs / commits). */
+  commitStats(): { commits: number; jobs: number } {
+    return { commits: this.commits, jobs: this.committedJobs };
   }
 
   /** See `checkpointTruncate(db)`. */

@@ -1,4 +1,5 @@
-// Gateway benchmark (`npm run bench:gateway`): clips/s vs Mosquitto, p99 at half rate, connects/s vs bare Aedes, 10k-toy storm, memory per toy.
+// Gateway benchmark (`npm run bench:gateway`): the gateway, bare Aedes and Mosquitto each pinned to core 0, the generator to core 1 — clips/s, CPU per clip, p99 at half rate, storms, memory per toy, and efficiency = floor ÷ clip cost.
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -15,6 +16,7 @@ import {
   type Target,
 } from '../loadtest/targets.ts';
 import type { LoadtestOptions } from '../loadtest/types.ts';
+import type { FloorFigures } from './floor.ts';
 
 const argv = new Set(process.argv.slice(2));
 const QUICK = argv.has('--quick');
@@ -111,9 +113,12 @@ interface Throughput {
   offeredPerSec: number;
   clipsPerSec: number;
   mbPerSec: number;
+  e2eP50Ms: number;
   e2eP99Ms: number;
   pubackP99Ms: number;
   targetCpuPercentMean: number | null;
+  /** CPU time of the target process (all threads, /proc) per acknowledged clip, µs. */
+  cpuUsPerClip: number | null;
   generatorVerdict: string;
   /** Embedded gateway: its event-loop stalls during the phase (ms). */
   gatewayEventLoopLagMaxMs: number | null;
@@ -171,7 +176,12 @@ async function throughputOn(
         offeredPerSec: Math.round(r),
         clipsPerSec: round((acked / wall) * 1000),
         mbPerSec: round((bytesAcked / 1e6 / wall) * 1000, 2),
+        e2eP50Ms: e2e.p50,
         e2eP99Ms: e2e.p99,
+        cpuUsPerClip:
+          cpu0 && cpu1 && target.resourceSource === 'proc' && acked > 0
+            ? Math.round(((cpu1.cpuMs - cpu0.cpuMs) * 1000) / acked)
+            : null,
         pubackP99Ms: pub.p99,
         targetCpuPercentMean: cpuPct,
         generatorVerdict: '',
@@ -192,6 +202,8 @@ async function throughputOn(
       }
     }
     const counters = await target.counters();
+    if (counters?.store_commits)
+      groupSizes[target.info.kind] = round((counters.store_commit_jobs ?? 0) / counters.store_commits, 1);
     if (counters) {
       storeLatencies[target.info.kind] = {
         acceptClip: storeLatency(counters, 'acceptClip'),
@@ -284,17 +296,69 @@ async function withTarget<T>(start: () => Promise<Target>, fn: (t: Target) => Pr
   }
 }
 
+/** Pins `pid` (all its threads) to `core`; false when taskset is missing or refuses. */
+function pin(pid: number | undefined, core: number): boolean {
+  if (!pid) return false;
+  return spawnSync('taskset', ['-a', '-cp', String(core), String(pid)], { stdio: 'ignore' }).status === 0;
+}
+
+/** Starts a target and pins its process to the system-under-test core. */
+async function pinned(start: () => Promise<Target>): Promise<Target> {
+  const t = await start();
+  const ok = pin(t.pid, SUT_CORE);
+  pinnedAll &&= ok;
+  return t;
+}
+
+const SUT_CORE = 0;
+const GENERATOR_CORE = 1;
+let pinnedAll = true;
+const groupSizes: Record<string, number | null> = {};
+
+/** The floor figures, measured in a child pinned to the gateway's core. */
+function floorFigures(envelopeBytes: number, groupSize: number): FloorFigures | null {
+  const r = spawnSync(
+    'taskset',
+    [
+      '-c',
+      String(SUT_CORE),
+      process.execPath,
+      '--import',
+      'tsx',
+      join(import.meta.dirname, 'floor.ts'),
+      String(envelopeBytes),
+      String(groupSize),
+    ],
+    { encoding: 'utf8', timeout: 120_000 },
+  );
+  if (r.status !== 0) {
+    const plain = spawnSync(
+      process.execPath,
+      ['--import', 'tsx', join(import.meta.dirname, 'floor.ts'), String(envelopeBytes), String(groupSize)],
+      { encoding: 'utf8', timeout: 120_000 },
+    );
+    if (plain.status !== 0) return null;
+    return JSON.parse(plain.stdout) as FloorFigures;
+  }
+  return JSON.parse(r.stdout) as FloorFigures;
+}
+
 async function main(): Promise<void> {
   const started = new Date().toISOString();
   const load0 = loadavg()[0] ?? 0;
-  log(`gateway throughput (offered ${OFFERED}/s, ${THROUGHPUT_TOYS} toys, 8 s clips, --seal resign)`);
+  const generatorPinned = pin(process.pid, GENERATOR_CORE);
+  pinnedAll &&= generatorPinned;
+  log(
+    `gateway throughput (offered ${OFFERED}/s, ${THROUGHPUT_TOYS} toys, 8 s clips, --seal resign); ${generatorPinned ? `systems under test on core ${SUT_CORE}, generator on core ${GENERATOR_CORE}` : 'taskset unavailable: NOT pinned'}`,
+  );
   const profDir = join(OUT_DIR, 'gateway-cpuprofile');
   rmSync(profDir, { recursive: true, force: true });
   mkdirSync(profDir, { recursive: true });
+  const both = [{ rate: OFFERED }, { rate: 'half' as const }];
   const gw = want('gateway')
     ? await withTarget(
-        () => startForkedGateway('gateway', { cpuProfDir: profDir }),
-        (t) => throughputOn(t, OFFERED, [{ rate: OFFERED }, { rate: 'half' }]),
+        () => pinned(() => startForkedGateway('gateway', { cpuProfDir: profDir })),
+        (t) => throughputOn(t, OFFERED, both),
       )
     : [];
   const profFile = readdirSync(profDir)
@@ -307,34 +371,74 @@ async function main(): Promise<void> {
       top: topFunctions(JSON.parse(readFileSync(profFile, 'utf8'))),
     });
   }
+  const aedesRelay = want('plain')
+    ? await withTarget(
+        () => pinned(() => startForkedGateway('aedes')),
+        (t) => throughputOn(t, OFFERED, both),
+      )
+    : [];
   const mosqBin = want('plain') ? findMosquitto() : null;
   const mosq = mosqBin
     ? await withTarget(
-        () => startMosquitto(mosqBin),
-        (t) => throughputOn(t, OFFERED, [{ rate: OFFERED }]),
+        () => pinned(() => startMosquitto(mosqBin)),
+        (t) => throughputOn(t, OFFERED, both),
       )
     : [];
-  const aedesRelay = want('plain')
-    ? await withTarget(
-        () => startForkedGateway('aedes'),
-        (t) => throughputOn(t, OFFERED, [{ rate: OFFERED }]),
-      )
-    : [];
+
+  // The floor [issue 13]: the work no gateway can skip, in units of one envelope verification.
+  const envelopeBytes = 18_700;
+  const groupSize = groupSizes.forked ?? 1;
+  const floor = floorFigures(envelopeBytes, groupSize);
+  const aedesUsPerMessage = aedesRelay[0]?.cpuUsPerClip ?? null;
+  const efficiencyAt = (t: Throughput | undefined) => {
+    if (!floor || !t || t.cpuUsPerClip === null || aedesUsPerMessage === null) return null;
+    const unit = floor.envelopeVerifyUs;
+    const floorUnits =
+      (floor.envelopeVerifyUs + floor.receiptVerifyUs + aedesUsPerMessage + floor.durableAppendUs) / unit;
+    const clipCost = t.cpuUsPerClip / unit;
+    return {
+      clipCost: round(clipCost, 2),
+      floor: round(floorUnits, 2),
+      efficiency: round(floorUnits / clipCost, 3),
+    };
+  };
+  const effMax = efficiencyAt(gw[0]);
+  const effHalf = efficiencyAt(gw[1]);
+  if (floor) {
+    log(
+      `floor per clip: envelope verify ${floor.envelopeVerifyUs} µs, receipt verify ${floor.receiptVerifyUs} µs, bare Aedes relay ${aedesUsPerMessage ?? '?'} µs, durable append ${floor.durableAppendUs} µs (group of ${floor.groupSize})`,
+    );
+    log(`efficiency at saturation ${JSON.stringify(effMax)}, at half rate ${JSON.stringify(effHalf)}`);
+  }
+
   if (!want('storm')) {
     log(
-      `--only ${ONLY}: ${JSON.stringify({ gateway: gw, mosquitto: mosq[0] ?? null, aedes: aedesRelay[0] ?? null, storeLatencies, profile: profiles[0]?.top.slice(0, 10) }, null, 1)}`,
+      `--only ${ONLY}: ${JSON.stringify({ gateway: gw, mosquitto: mosq[0] ?? null, aedes: aedesRelay[0] ?? null, floor, efficiency: { saturation: effMax, halfRate: effHalf }, storeLatencies, profile: profiles[0]?.top.slice(0, 10) }, null, 1)}`,
     );
     return;
   }
   log(`reconnect storm with ${STORM_TOYS} toys`);
   const stormProf = ONLY === 'storm' ? { cpuProfDir: join(OUT_DIR, 'gateway-storm-cpuprofile') } : {};
-  const gwStorm = await withTarget(() => startForkedGateway('gateway', stormProf), stormOn);
-  const aedesStorm = await withTarget(() => startForkedGateway('aedes'), stormOn);
+  const gwStorm = await withTarget(() => pinned(() => startForkedGateway('gateway', stormProf)), stormOn);
+  const aedesStorm = await withTarget(() => pinned(() => startForkedGateway('aedes')), stormOn);
+  const mosqStorm = mosqBin ? await withTarget(() => pinned(() => startMosquitto(mosqBin)), stormOn) : null;
 
   const gMax = gw[0];
   const gHalf = gw[1];
   const m = mosq[0];
   const ratio = (a: number | undefined, b: number | undefined) => (a && b ? round(a / b, 3) : null);
+  const floorRate =
+    floor && aedesUsPerMessage !== null
+      ? Math.round(
+          1e6 / (floor.envelopeVerifyUs + floor.receiptVerifyUs + aedesUsPerMessage + floor.durableAppendUs),
+        )
+      : null;
+  const limitedBy = (t: Throughput | undefined): string => {
+    if (!t) return 'not measured';
+    if (/generator-bound/.test(t.generatorVerdict)) return 'generator';
+    if (t.clipsPerSec >= 0.97 * t.offeredPerSec) return 'offered load (neither saturated)';
+    return 'the system under test (its core)';
+  };
   const result = {
     bench: 'plushlink gateway',
     startedAt: started,
@@ -349,8 +453,12 @@ async function main(): Promise<void> {
     },
     setup: {
       quick: QUICK,
+      pinned: pinnedAll,
+      pinning: pinnedAll
+        ? `every system under test (PlushLink gateway, bare Aedes, Mosquitto) on core ${SUT_CORE}, the generator (this process and its worker threads) on core ${GENERATOR_CORE} (taskset)`
+        : 'taskset unavailable or refused: NOT pinned, the generator and the system under test share the cores',
       generator:
-        '2 worker threads in the bench process; the gateway and bare Aedes each run in a child process, Mosquitto in its own (loopback)',
+        '2 worker threads in the bench process; each system under test in a child process of its own (loopback)',
       sealing:
         '--seal resign: per-clip header, sequence number and Ed25519 signature over a per-recipient sealed template',
       clipSeconds: 8,
@@ -358,20 +466,34 @@ async function main(): Promise<void> {
     },
     throughput: {
       gateway: gMax,
-      mosquitto: m ?? null,
       aedes: aedesRelay[0] ?? null,
+      mosquitto: m ?? null,
       ratioVsMosquitto: ratio(gMax?.clipsPerSec, m?.clipsPerSec),
-      target: '>= 0.5',
-      met: (ratio(gMax?.clipsPerSec, m?.clipsPerSec) ?? 0) >= 0.5,
+      ratioVsAedes: ratio(gMax?.clipsPerSec, aedesRelay[0]?.clipsPerSec),
+      floorRatePerSec: floorRate,
+      limitedBy: { gateway: limitedBy(gMax), aedes: limitedBy(aedesRelay[0]), mosquitto: limitedBy(m) },
     },
+    halfRate: { gateway: gHalf ?? null, aedes: aedesRelay[1] ?? null, mosquitto: mosq[1] ?? null },
     latencyAtHalfRate: {
       ...gHalf,
       target: 'e2e p99 < 25 ms',
       met: (gHalf?.e2eP99Ms ?? Number.POSITIVE_INFINITY) < 25,
     },
+    floor: floor
+      ? {
+          ...floor,
+          aedesRelayUsPerMessage: aedesUsPerMessage,
+          unit: 'one Ed25519 verification of the envelope, CPU on the system-under-test core',
+        }
+      : null,
+    clipCost: effMax?.clipCost ?? null,
+    efficiency: effMax?.efficiency ?? null,
+    efficiencyAtHalfRate: effHalf,
+    efficiencyTarget: '>= 0.8 at saturation and at half rate',
     connects: {
       gateway: gwStorm,
       aedesWithoutAuth: aedesStorm,
+      mosquittoWithoutAuth: mosqStorm,
       ratioStormConnectsPerSec: ratio(gwStorm.stormConnectsPerSec, aedesStorm.stormConnectsPerSec),
       ratioInitialConnectsPerSec: ratio(gwStorm.connectsPerSecInitial, aedesStorm.connectsPerSecInitial),
       target: '>= 0.8',
@@ -386,8 +508,11 @@ async function main(): Promise<void> {
     memoryPerToy: {
       gatewayRssBytes: gwStorm.rssPerToyBytes,
       bareAedesRssBytes: aedesStorm.rssPerToyBytes,
-      note: 'RSS growth of the gateway process (a child process of its own) while the toys connected, divided by the connected toys',
+      mosquittoRssBytes: mosqStorm?.rssPerToyBytes ?? null,
+      target: '<= 20 kB per connected toy',
+      note: 'RSS growth of the process under test while the toys connected, divided by the connected toys',
     },
+    groupCommit: groupSizes,
     storeLatencyDuringThroughput: storeLatencies,
     profile: profiles,
   };
@@ -395,7 +520,7 @@ async function main(): Promise<void> {
   const outFile = join(OUT_DIR, ONLY === null ? 'gateway.json' : `gateway-only-${ONLY}.json`);
   writeFileSync(outFile, `${JSON.stringify(result, null, 2)}\n`);
   process.stdout.write(
-    `${JSON.stringify({ throughput: result.throughput.ratioVsMosquitto, p99AtHalf: gHalf?.e2eP99Ms, connectsRatio: result.connects.ratioStormConnectsPerSec, stormMs: gwStorm.stormAllBackMs, rssPerToy: gwStorm.rssPerToyBytes }, null, 2)}\n`,
+    `${JSON.stringify({ pinned: pinnedAll, clipCost: result.clipCost, floor: result.floor ? effMax?.floor : null, efficiency: result.efficiency, efficiencyAtHalfRate: effHalf?.efficiency ?? null, clipsPerSec: { gateway: gMax?.clipsPerSec, aedes: aedesRelay[0]?.clipsPerSec, mosquitto: m?.clipsPerSec, floorRate }, p99AtHalf: gHalf?.e2eP99Ms, connectsRatio: result.connects.ratioStormConnectsPerSec, stormMs: gwStorm.stormAllBackMs, rssPerToy: gwStorm.rssPerToyBytes }, null, 2)}\n`,
   );
   log(`wrote ${outFile}`);
 }

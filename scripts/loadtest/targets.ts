@@ -34,6 +34,8 @@ export interface Target {
   /** Gateway-side counters (flattened Prometheus samples), when the gateway is in-process. */
   counters(): Promise<Record<string, number> | null>;
   close(): Promise<void>;
+  /** The process under test, when it is not this one (for pinning it to a core). */
+  readonly pid?: number;
 }
 
 function flatten(metrics: Awaited<ReturnType<Registry['getMetricsAsJSON']>>) {
@@ -115,7 +117,11 @@ export async function startEmbeddedGateway(): Promise<EmbeddedGateway> {
     resourceSource: 'process',
     sample: ownSample,
     async counters() {
-      return flatten(await gateway.metrics.registry.getMetricsAsJSON());
+      const c = flatten(await gateway.metrics.registry.getMetricsAsJSON());
+      // Group commit: how many writes shared each durable commit (the bench amortises an append over it).
+      const stats = 'commitStats' in store ? store.commitStats() : null;
+      if (stats) Object.assign(c, { store_commits: stats.commits, store_commit_jobs: stats.jobs });
+      return c;
     },
     async close() {
       await eg.close();
@@ -348,6 +354,7 @@ export async function startMosquitto(bin: string): Promise<Target> {
   }
   const pid = child.pid ?? 0;
   return {
+    pid,
     info: {
       kind: 'mosquitto',
       mode: 'plain',

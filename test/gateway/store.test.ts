@@ -250,6 +250,37 @@ describe('SqliteStore specifics', () => {
     await store.close();
     check(dbBytes(dir));
   });
+
+  it('receipts ride the next group commit instead of forcing one each, and are durable when they resolve', async () => {
+    const dir = tempDir();
+    const store = openSqliteStore(dir);
+    const toy = newEndpoint('toy');
+    const mum = newEndpoint('parent');
+    await store.addEndpoint(toy);
+    await store.addEndpoint(mum);
+    const clips = Array.from({ length: 6 }, (_, i) => newClip(toy.id, i + 1));
+    for (const c of clips) expect(await store.acceptClip(c, [mum.id])).toEqual({ ok: true });
+    const before = store.commitStats();
+    // Five receipts, then a clip a turn later: the receipts waited for it, one commit, not two.
+    const marks = clips.slice(0, 5).map((c) => store.markDelivered(mum.id, toy.id, c.clipId, 9000));
+    await new Promise((r) => setImmediate(r));
+    const extra = store.acceptClip(newClip(toy.id, 7), [mum.id]);
+    expect(await Promise.all(marks)).toEqual(Array(5).fill('delivered'));
+    expect(await extra).toEqual({ ok: true });
+    const after = store.commitStats();
+    expect(after.commits - before.commits).toBe(1);
+    expect(after.jobs - before.jobs).toBe(6);
+    // A receipt alone still commits (on its timer) and resolves only once durable: a second connection sees it.
+    expect(await store.markDelivered(mum.id, toy.id, clips[5]!.clipId, 9001)).toBe('delivered');
+    expect(store.commitStats().commits - after.commits).toBe(1);
+    const other = new Database(join(dir, 'gateway.db'), { readonly: true });
+    const pending = other
+      .prepare('SELECT count(*) AS n FROM deliveries WHERE delivered_at IS NULL')
+      .get() as { n: number };
+    other.close();
+    expect(pending.n).toBe(1); // only clip 7 still awaits mum's receipt
+    await store.close();
+  });
 });
 
 describe('WorkerSqliteStore specifics', () => {
