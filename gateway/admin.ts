@@ -534,13 +534,18 @@ export async function restore(
 export interface AdminHandles {
   readonly store: SqliteStore;
   readonly audit: SqliteAuditLog;
+  /** The gateway this data directory belongs to (recorded in gateway.db, or DATA/gateway), when known. */
+  readonly gatewayId: EndpointId | undefined;
   close(): Promise<void>;
 }
 
 /**
  * Opens DIR/gateway.db and DIR/audit.db. `gatewayKey` (a key directory, a key file, or a public
- * identity.json) lets audit anchors be signed (private key) or at least checked (public key).
- * Without `create`, a directory holding no gateway.db is refused. An existing directory is checked
+ * identity.json) lets audit anchors be signed (private key) or at least checked (public key); a
+ * key of another gateway than the one the directory belongs to is refused (ADMIN_WRONG_GATEWAY_KEY:
+ * it would make every anchor look forged, or sign new ones with the wrong key).
+ * Without `create`, a directory holding no gateway.db is refused (ADMIN_NO_DATA) and nothing is
+ * created: a mistyped --data never becomes a new, empty store. An existing directory is checked
  * as a gateway start checks it (`checkDataDir`): a missing or empty store beside a gateway key or
  * an audit log, a damaged WAL, a failing PRAGMA quick_check, a gateway key that is not the one the
  * database belongs to, or a lost key are refused with a DataDirError (one line).
@@ -553,14 +558,25 @@ export async function openAdmin(
   if (!opts.create && check.fresh) {
     throw new AdminError('ADMIN_NO_DATA', `no PlushLink gateway data in ${dir} (wrong --data?)`);
   }
+  const owner = (check.storedGatewayId as EndpointId | undefined) ?? check.keyId;
   const auditOpts: SqliteAuditLogOptions = {};
   if (opts.gatewayKey) {
     const path = opts.gatewayKey;
     const keyPath = statSync(path).isDirectory() ? join(path, PRIVATE_KEY_FILE) : path;
+    let given: PublicIdentity;
     if (existsSync(keyPath) && !keyPath.endsWith('.json')) {
-      Object.assign(auditOpts, gatewayAuditKeys(await readPrivateKey(keyPath)));
+      const key = await readPrivateKey(keyPath);
+      given = key;
+      Object.assign(auditOpts, gatewayAuditKeys(key));
     } else {
-      auditOpts.verifier = auditVerifierFor((await readIdentity(path)).signPublicKey);
+      given = await readIdentity(path);
+      auditOpts.verifier = auditVerifierFor(given.signPublicKey);
+    }
+    if (owner !== undefined && given.id !== owner) {
+      throw new AdminError(
+        'ADMIN_WRONG_GATEWAY_KEY',
+        `${path} is ${given.role} ${given.id}'s key, but ${dir} belongs to gateway ${owner}: this key is not the one that signed this log's anchors (pass gateway ${owner}'s key or identity.json, or leave the key out to use ${join(dir, GATEWAY_KEY_DIR)})`,
+      );
     }
   }
   const store = openSqliteStore(dir);
@@ -574,6 +590,7 @@ export async function openAdmin(
   return {
     store,
     audit,
+    gatewayId: owner,
     async close() {
       await audit.close();
       await store.close();

@@ -1,7 +1,7 @@
-// Gateway metrics on a private prom-client Registry, and a loopback HTTP server for GET /metrics.
+// Gateway metrics on a private prom-client Registry, and a loopback HTTP server for GET /metrics, /healthz and /readyz.
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 
 export interface GatewayMetrics {
   readonly registry: Registry;
@@ -15,6 +15,15 @@ export interface GatewayMetrics {
   readonly clipsForwarded: Counter;
   readonly receipts: Counter<'result'>;
   readonly storeLatency: Histogram<'op'>;
+  /**
+   * An accepted clip's ingest — verify, durable store, PUBACK: from the PUBLISH reaching
+   * authorizePublish to the callback that lets Aedes send the PUBACK (docs/OPERATIONS.md).
+   */
+  readonly ingestLatency: Histogram;
+  /** Marks the arrival of one PUBLISH, keyed by any object unique to it (its completion callback). */
+  startIngest(publish: object): void;
+  /** Observes `ingestLatency` for a PUBLISH marked by startIngest (once; unmarked ones are ignored). */
+  observeIngest(publish: object): void;
   readonly backlog: Gauge;
   readonly subscribeRefusals: Counter<'reason'>;
   readonly socketViolations: Counter<'reason'>;
@@ -26,10 +35,36 @@ export interface GatewayMetrics {
   setSources(sources: { connections: () => number; backlog: () => Promise<number> }): void;
 }
 
+export interface GatewayMetricsOptions {
+  /**
+   * Also collect prom-client's default `process_*` and `nodejs_*` metrics (CPU, memory, event-loop
+   * lag, GC, handles) on this registry. Off by default: each collection installs process-wide
+   * observers, which a process running many gateways (the tests) should not pile up; `plushlink
+   * gateway` turns it on.
+   */
+  readonly processMetrics?: boolean;
+}
+
+/** Buckets of the ingest histogram (seconds): a group commit with its fsync is typically 1–20 ms. */
+export const INGEST_BUCKETS: readonly number[] = [
+  0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
+];
+
 /** Creates every gateway metric on a fresh Registry (never prom-client's global one). */
-export function createGatewayMetrics(prefix = 'plushlink_gateway_'): GatewayMetrics {
+export function createGatewayMetrics(
+  prefix = 'plushlink_gateway_',
+  opts: GatewayMetricsOptions = {},
+): GatewayMetrics {
   const registry = new Registry();
   const registers = [registry];
+  if (opts.processMetrics) collectDefaultMetrics({ register: registry });
+  const ingestStarts = new WeakMap<object, number>();
+  const ingestLatency = new Histogram({
+    name: `${prefix}ingest_latency_seconds`,
+    help: 'Accepted clips: PUBLISH received to PUBACK released (verify, durable store commit, acknowledgement)',
+    buckets: [...INGEST_BUCKETS],
+    registers,
+  });
   let connectionsSource: () => number = () => 0;
   let backlogSource: () => Promise<number> = async () => 0;
 
@@ -131,6 +166,16 @@ export function createGatewayMetrics(prefix = 'plushlink_gateway_'): GatewayMetr
       labelNames: ['reason'],
       registers,
     }),
+    ingestLatency,
+    startIngest(publish) {
+      ingestStarts.set(publish, performance.now());
+    },
+    observeIngest(publish) {
+      const t0 = ingestStarts.get(publish);
+      if (t0 === undefined) return;
+      ingestStarts.delete(publish);
+      ingestLatency.observe((performance.now() - t0) / 1000);
+    },
     setSources(sources) {
       connectionsSource = sources.connections;
       backlogSource = sources.backlog;
@@ -138,14 +183,61 @@ export function createGatewayMetrics(prefix = 'plushlink_gateway_'): GatewayMetr
   };
 }
 
-/** Serves GET /metrics (and nothing else) from `registry`; loopback by default. */
+/** The answer of a readiness check: each part's state, ready only when every part is. */
+export interface Readiness {
+  readonly ready: boolean;
+  /** One line per part, e.g. `{ broker: 'listening', store: 'answering (0.4 ms)' }`. */
+  readonly checks: Readonly<Record<string, string>>;
+}
+
+export interface MetricsServerOptions {
+  readonly port: number;
+  readonly host?: string;
+  /**
+   * GET /readyz: 200 when it reports ready, 503 otherwise (or when it throws or takes longer than
+   * `readyTimeoutMs`). Without it /readyz answers as /healthz does.
+   */
+  readonly ready?: () => Promise<Readiness>;
+  /** Default 2000 ms. */
+  readonly readyTimeoutMs?: number;
+}
+
+async function readiness(opts: MetricsServerOptions): Promise<Readiness> {
+  if (!opts.ready) return { ready: true, checks: { process: 'up' } };
+  let timer: NodeJS.Timeout | undefined;
+  const timeoutMs = opts.readyTimeoutMs ?? 2000;
+  try {
+    return await Promise.race([
+      opts.ready(),
+      new Promise<Readiness>((resolve) => {
+        timer = setTimeout(
+          () => resolve({ ready: false, checks: { check: `no answer within ${timeoutMs} ms` } }),
+          timeoutMs,
+        );
+      }),
+    ]);
+  } catch (err) {
+    return {
+      ready: false,
+      checks: { check: `failed: ${String((err as Error)?.message ?? err).split('\n')[0]}` },
+    };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Serves, loopback by default: GET /metrics from `registry` (Prometheus text format); GET /healthz
+ * — the process is up and serving (liveness: 200 "ok"); GET /readyz — `opts.ready` says the gateway
+ * can take traffic (readiness: 200, or 503 with the failing part, as JSON). Anything else is 404.
+ */
 export async function serveMetrics(
   registry: Registry,
-  opts: { port: number; host?: string },
+  opts: MetricsServerOptions,
 ): Promise<{ server: Server; address: AddressInfo; close(): Promise<void> }> {
   const server = createServer((req, res) => {
     const path = (req.url ?? '').split('?')[0];
-    if (path !== '/metrics') {
+    if (path !== '/metrics' && path !== '/healthz' && path !== '/readyz') {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
       return;
     }
@@ -153,10 +245,27 @@ export async function serveMetrics(
       res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain' }).end('method not allowed\n');
       return;
     }
+    const head = req.method === 'HEAD';
+    if (path === '/healthz') {
+      res
+        .writeHead(200, { 'content-type': 'text/plain', 'cache-control': 'no-store' })
+        .end(head ? undefined : 'ok\n');
+      return;
+    }
+    if (path === '/readyz') {
+      void readiness(opts).then((r) => {
+        res.writeHead(r.ready ? 200 : 503, {
+          'content-type': 'application/json',
+          'cache-control': 'no-store',
+        });
+        res.end(head ? undefined : `${JSON.stringify(r)}\n`);
+      });
+      return;
+    }
     registry.metrics().then(
       (text) => {
         res.writeHead(200, { 'content-type': registry.contentType });
-        res.end(req.method === 'HEAD' ? undefined : text);
+        res.end(head ? undefined : text);
       },
       () => {
         res.writeHead(500, { 'content-type': 'text/plain' }).end('metrics unavailable\n');

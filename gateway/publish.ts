@@ -82,6 +82,7 @@ export function publishHandlers(
           // [PLK-12.3] the store write is durable: only now may Aedes send the PUBACK. In
           // aedes/lib/handlers/publish.js the chain is authorizePublish → (callback) → write PUBACK
           // → broker.publish, so nothing is acknowledged before this call.
+          metrics.observeIngest(done);
           done();
           forwarder.forwardClip(outcome.recipients, inboxTopic, payload);
         },
@@ -136,6 +137,7 @@ export function publishHandlers(
       called = true;
       callback(error);
     };
+    metrics.startIngest(done);
     const state = client ? ctx.states.get(client) : undefined;
     if (!client || !state) {
       // Internal publishes do not come here; wills are refused at connect.

@@ -3,6 +3,7 @@ import { existsSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { Argument, type Command } from 'commander';
 import {
+  AdminError,
   type AdminHandles,
   addFamilyMember,
   backup,
@@ -22,10 +23,12 @@ import { PRIVATE_KEY_FILE } from '../../platform/keyfiles.ts';
 import { toHex } from '../../shared/bytes.ts';
 import { isEndpointId } from '../../shared/identity.ts';
 import type { EndpointId } from '../../shared/types.ts';
-import { action, CliError, printJson } from '../cli-util.ts';
+import { action, CliError, checkOutDir, printJson } from '../cli-util.ts';
 
 interface DataOptions {
   data: string;
+  /** provision and family create only: a --data without a store may become a new one. */
+  create?: boolean;
   gatewayKey?: string;
   json?: boolean;
   yes?: boolean;
@@ -46,17 +49,41 @@ function endpointArg(value: string): EndpointId {
   return value;
 }
 
-/** Opens the data directory, runs `fn`, always closes (which also anchors the audit head). */
+const CREATE_HELP =
+  'accept a --data directory without a gateway store and create a new one there (without it, a missing or mistyped --data is refused)';
+
+/**
+ * Opens the data directory, runs `fn`, always closes (which also anchors the audit head). Only an
+ * explicit --create (provision, family create) may turn a directory without a store into a new
+ * one: every other command, and these without it, refuse it with one line and create nothing.
+ */
 async function withAdmin(
   opts: DataOptions,
-  create: boolean,
+  canCreate: boolean,
   fn: (h: AdminHandles) => Promise<void>,
 ): Promise<void> {
   // Default: the key `plushlink gateway --data DIR` keeps in DIR/gateway (scripts/commands/gateway.ts).
   const defaultKey = join(opts.data, 'gateway');
   const gatewayKey =
     opts.gatewayKey ?? (existsSync(join(defaultKey, PRIVATE_KEY_FILE)) ? defaultKey : undefined);
-  const h = await openAdmin(opts.data, { create, ...(gatewayKey ? { gatewayKey } : {}) });
+  let h: AdminHandles;
+  try {
+    h = await openAdmin(opts.data, {
+      create: canCreate && opts.create === true,
+      ...(gatewayKey ? { gatewayKey } : {}),
+    });
+  } catch (err) {
+    if (err instanceof AdminError && err.code === 'ADMIN_NO_DATA') {
+      throw new CliError(
+        canCreate
+          ? `no PlushLink gateway data in ${opts.data} (wrong --data?): add --create to start a new data directory there`
+          : `no PlushLink gateway data in ${opts.data} (wrong --data?); nothing was created`,
+        1,
+        { cause: err },
+      );
+    }
+    throw err;
+  }
   try {
     await fn(h);
   } finally {
@@ -78,9 +105,17 @@ export function registerAdminCommands(program: Command): void {
       .addArgument(new Argument('<role>', 'endpoint role').choices(['toy', 'parent']))
       .requiredOption('--out <keydir>', 'key directory for the new private key (never overwritten)'),
   )
+    .option('--create', CREATE_HELP)
     .option('--json', 'print the result as JSON')
     .action(
       action(async (role: EndpointRole, opts: DataOptions & { out: string }) => {
+        // Before the store is opened: a key directory that cannot take the key is refused first.
+        await checkOutDir(opts.out, '--out');
+        if (existsSync(join(opts.out, PRIVATE_KEY_FILE))) {
+          throw new CliError(
+            `${join(opts.out, PRIVATE_KEY_FILE)} already exists; refusing to overwrite a private key`,
+          );
+        }
         await withAdmin(opts, true, async ({ store, audit }) => {
           const id = await provisionEndpoint(store, audit, role, opts.out);
           if (opts.json) {
@@ -101,6 +136,7 @@ export function registerAdminCommands(program: Command): void {
     .description('pseudonymous families: create, add members, list, erase');
 
   withDataOptions(family.command('create').description('create a family; prints its new pseudonymous id'))
+    .option('--create', CREATE_HELP)
     .option('--json', 'print the result as JSON')
     .action(
       action(async (opts: DataOptions) => {
@@ -219,6 +255,8 @@ export function registerAdminCommands(program: Command): void {
     .option('--json', 'print the result as JSON')
     .action(
       action(async (opts: DataOptions) => {
+        // A --gateway-key of another gateway is refused by openAdmin (ADMIN_WRONG_GATEWAY_KEY) before
+        // anything is verified: with the right key, an anchor that does not verify is a real alarm.
         await withAdmin(opts, false, async ({ audit: log }) => {
           const r = (await verifyAudit(log)) as AuditVerifyReport;
           if (opts.json) printJson(r);
@@ -250,6 +288,7 @@ export function registerAdminCommands(program: Command): void {
     .option('--json', 'print the result as JSON')
     .action(
       action(async (out: string, opts: DataOptions) => {
+        await checkOutDir(out, 'backup directory');
         await withAdmin(opts, false, async ({ store, audit: log }) => {
           const r = await backup(store, log, out, { gatewayKeyDir: join(opts.data, 'gateway') });
           const names = r.files.map((f) => relative(r.dir, f));
@@ -279,6 +318,7 @@ export function registerAdminCommands(program: Command): void {
     .option('--json', 'print the result as JSON')
     .action(
       action(async (from: string, opts: { data: string; json?: boolean }) => {
+        await checkOutDir(opts.data, '--data');
         const r = await restore(from, opts.data);
         if (opts.json) {
           printJson(r);

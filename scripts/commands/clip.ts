@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { open, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Command } from 'commander';
-import { readIdentity, readPrivateKey } from '../../platform/keyfiles.ts';
+import { readIdentity } from '../../platform/keyfiles.ts';
 import { toHex } from '../../shared/bytes.ts';
 import {
   type CodecParams,
@@ -19,7 +19,7 @@ import type { PublicIdentity } from '../../shared/identity.ts';
 import { LIMITS, MSG } from '../../shared/limits.ts';
 import { decodeReceipt, describeReceipt, verifyReceipt } from '../../shared/receipt.ts';
 import { decodeConnectToken, decodeGatewayProof } from '../../shared/token.ts';
-import { action, CliError, intOption, printJson } from '../cli-util.ts';
+import { action, CliError, checkOutFile, intOption, printJson, readKeyOption } from '../cli-util.ts';
 
 /** Name of the per-sender sequence counter kept next to the private key [PLK-8.1]. */
 export const SEQUENCE_FILE = 'sequence';
@@ -47,24 +47,41 @@ export async function readBounded(path: string, limit: number, what: string): Pr
   }
 }
 
+/** An error about the temporary file, told about the file the user named (not `.1a2b3c.tmp`). */
+function aboutTarget(err: unknown, path: string): unknown {
+  if (err && typeof err === 'object' && 'code' in err) {
+    const e = err as { code: unknown; message: unknown };
+    return Object.assign(new Error(`cannot write ${path}: ${String(e.message)}`, { cause: err }), {
+      code: e.code,
+      path,
+    });
+  }
+  return err;
+}
+
 /** Writes `data` to a temporary file in the same directory, then renames it over `path` (atomic). */
 export async function writeAtomic(path: string, data: Uint8Array | string, mode = 0o644): Promise<void> {
   const tmp = join(dirname(path), `.${randomBytes(6).toString('hex')}.tmp`);
-  const fh = await open(tmp, 'wx', mode);
+  let fh: Awaited<ReturnType<typeof open>>;
+  try {
+    fh = await open(tmp, 'wx', mode);
+  } catch (err) {
+    throw aboutTarget(err, path);
+  }
   try {
     await fh.writeFile(data);
     await fh.sync();
   } catch (err) {
     await fh.close();
     await unlink(tmp).catch(() => undefined);
-    throw err;
+    throw aboutTarget(err, path);
   }
   await fh.close();
   try {
     await rename(tmp, path);
   } catch (err) {
     await unlink(tmp).catch(() => undefined);
-    throw err;
+    throw aboutTarget(err, path);
   }
 }
 
@@ -211,7 +228,9 @@ interface InspectOptions {
 }
 
 async function sealCommand(opts: SealOptions): Promise<void> {
-  const sender = await readPrivateKey(opts.key);
+  // Before any work, and before a sequence number is spent on an envelope that could not be written.
+  await checkOutFile(opts.out, '--out');
+  const sender = await readKeyOption(opts.key);
   const recipients: PublicIdentity[] = [];
   for (const path of opts.to) recipients.push(await readIdentity(path));
   const ogg = await readBounded(opts.in, LIMITS.maxClipPlaintextBytes, 'clip');
@@ -248,7 +267,8 @@ async function sealCommand(opts: SealOptions): Promise<void> {
 }
 
 async function openCommand(opts: OpenOptions): Promise<void> {
-  const recipient = await readPrivateKey(opts.key);
+  await checkOutFile(opts.out, '--out');
+  const recipient = await readKeyOption(opts.key);
   const sender = await readIdentity(opts.from);
   const bytes = await readBounded(opts.in, LIMITS.maxEnvelopeBytes, 'envelope');
   const opened = openClip(bytes, { recipient, sender });

@@ -4,10 +4,10 @@ import { open, readFile, writeFile } from 'node:fs/promises';
 import cliProgress from 'cli-progress';
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import { resample } from '../../device/audio/resample.ts';
-import { downmixToMono, readWav, writeWav } from '../../device/audio/wav.ts';
+import { downmixToMono, type PcmAudio, readWav, WAV_SAMPLE_RATES, writeWav } from '../../device/audio/wav.ts';
 import { decodeOggToPcm, encodePcmToOgg } from '../../device/codec/clip.ts';
 import type { OpusFrameMs } from '../../device/codec/opus.ts';
-import { action, CliError, intOption, printJson } from '../cli-util.ts';
+import { action, CliError, checkOutFile, intOption, printJson } from '../cli-util.ts';
 
 const MAX_INPUT_BYTES = 256 * 1024 * 1024;
 /** Show a progress bar only for clips longer than this (and only when stderr is a terminal). */
@@ -50,6 +50,48 @@ function progressBar(
   return Object.assign(update, { stop: () => bar?.stop() });
 }
 
+/**
+ * The WAV rates `encode` takes, as its --help lists them: every common rate from 8 to 48 kHz,
+ * 11.025 and 22.05 kHz included (espeak-ng writes 22.05 kHz). Each is resampled to 16 kHz with the
+ * windowed-sinc converter of device/audio/resample.ts.
+ */
+export const ENCODE_RATES: readonly number[] = [8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000];
+const RATES_TEXT = ENCODE_RATES.map((r) => `${r / 1000}`).join(', ');
+
+/** Where the fmt chunk's sample-rate field is, or undefined when the bytes are not RIFF/WAVE (readWav says why). */
+function wavRateField(bytes: Uint8Array): { offset: number; rate: number } | undefined {
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const tag = (off: number): string => String.fromCharCode(...bytes.subarray(off, off + 4));
+  if (bytes.length < 12 || tag(0) !== 'RIFF' || tag(8) !== 'WAVE') return undefined;
+  for (let off = 12, i = 0; i < 1024 && bytes.length - off >= 8; i++) {
+    const size = dv.getUint32(off + 4, true);
+    if (tag(off) === 'fmt ')
+      return size >= 16 && bytes.length - off >= 24
+        ? { offset: off + 12, rate: dv.getUint32(off + 12, true) }
+        : undefined;
+    off += 8 + size + (size & 1);
+  }
+  return undefined;
+}
+
+/**
+ * readWav at any rate of ENCODE_RATES. device/audio/wav.ts's reader accepts WAV_SAMPLE_RATES only
+ * (no 11.025 or 22.05 kHz): for those the rate field of a copy is set to one it takes, so that
+ * every other check (format, bits, channels, sizes) stays the reader's, and the real rate is kept.
+ */
+export function readEncodeInput(bytes: Uint8Array, path: string): PcmAudio {
+  const field = wavRateField(bytes);
+  if (field && !ENCODE_RATES.includes(field.rate)) {
+    throw new CliError(
+      `${path}: WAV sample rate ${field.rate} Hz is not supported; encode takes ${RATES_TEXT} kHz`,
+    );
+  }
+  if (!field || WAV_SAMPLE_RATES.includes(field.rate)) return readWav(bytes);
+  const copy = bytes.slice();
+  new DataView(copy.buffer).setUint32(field.offset, 16000, true);
+  return { ...readWav(copy), sampleRate: field.rate };
+}
+
 function frameMsOption(value: string): number {
   if (!['10', '20', '40', '60'].includes(value)) {
     throw new InvalidArgumentError(`--frame-ms must be 10, 20, 40 or 60, got "${value}"`);
@@ -74,7 +116,9 @@ interface DecodeOpts {
 export function registerCodecCommands(program: Command): void {
   program
     .command('encode')
-    .description('encode a 16-bit PCM WAV (mono/stereo, 8–48 kHz) into Ogg Opus (16 kHz mono, voip)')
+    .description(
+      `encode a 16-bit PCM WAV (mono/stereo; ${RATES_TEXT} kHz, resampled) into Ogg Opus (16 kHz mono, voip)`,
+    )
     .argument('<in.wav>', 'input WAV file')
     .argument('<out.opus>', 'output Ogg Opus file')
     .option('--bitrate <kbps>', 'target bitrate in kbit/s (6–64)', intOption('--bitrate', 6, 64), 24)
@@ -85,7 +129,8 @@ export function registerCodecCommands(program: Command): void {
     .option('--json', 'print a JSON summary')
     .action(
       action(async (inPath: string, outPath: string, opts: EncodeOpts) => {
-        const wav = readWav(await readInput(inPath, 'input'));
+        await checkOutFile(outPath, 'output');
+        const wav = readEncodeInput(await readInput(inPath, 'input'), inPath);
         const mono = downmixToMono(wav.samples, wav.channels);
         const pcm = wav.sampleRate === 16000 ? mono : resample(mono, wav.sampleRate, 16000);
         const durationMs = (pcm.length * 1000) / 16000;
@@ -138,6 +183,7 @@ export function registerCodecCommands(program: Command): void {
     .option('--json', 'print a JSON summary')
     .action(
       action(async (inPath: string, outPath: string, opts: DecodeOpts) => {
+        await checkOutFile(outPath, 'output');
         const bytes = await readInput(inPath, 'input');
         const rate = Number(opts.rate) as 16000 | 48000;
         // Duration is only known after parsing; a bar for long files is still useful while decoding.

@@ -1,13 +1,17 @@
 // `plushlink gateway`: runs the authenticated MQTT gateway on a data directory, with metrics and clean shutdown [PLK-12].
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
 import { pino } from 'pino';
+import { GATEWAY_ID_META } from '../../gateway/datadir.ts';
 import { DEFAULT_RATE_LIMITS, startEmbeddedGateway } from '../../gateway/embedded.ts';
 import { DAY_MS } from '../../gateway/gateway.ts';
 import { createGatewayMetrics, serveMetrics } from '../../gateway/metrics.ts';
 import { LIMITS } from '../../shared/limits.ts';
 import { action, CliError, durationOption, intOption, numberOption } from '../cli-util.ts';
+
+/** pino's levels: anything else makes pino throw "default level:X must be included in custom levels". */
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 interface GatewayCliOptions {
   host: string;
@@ -30,6 +34,12 @@ interface GatewayCliOptions {
   discardDamagedWal?: boolean;
 }
 
+/** A PEM file an option names: a directory or a device is refused by name, not as Node's bare "EISDIR". */
+async function readPem(path: string, option: string): Promise<Buffer> {
+  if (!(await stat(path)).isFile()) throw new CliError(`${option} ${path} is not a file`);
+  return readFile(path);
+}
+
 async function runGateway(opts: GatewayCliOptions): Promise<void> {
   if ((opts.tlsCert === undefined) !== (opts.tlsKey === undefined)) {
     throw new CliError('--tls-cert and --tls-key go together', 2);
@@ -37,9 +47,10 @@ async function runGateway(opts: GatewayCliOptions): Promise<void> {
   const logger = pino({ level: opts.logLevel, base: { svc: 'plushlink-gateway' } }, pino.destination(2));
   const tls =
     opts.tlsCert && opts.tlsKey
-      ? { cert: await readFile(opts.tlsCert), key: await readFile(opts.tlsKey) }
+      ? { cert: await readPem(opts.tlsCert, '--tls-cert'), key: await readPem(opts.tlsKey, '--tls-key') }
       : undefined;
-  const metrics = createGatewayMetrics();
+  // The gateway's own registry, with the process_* and nodejs_* defaults (docs/OPERATIONS.md).
+  const metrics = createGatewayMetrics(undefined, { processMetrics: true });
   const eg = await startEmbeddedGateway({
     dataDir: opts.data,
     host: opts.host,
@@ -64,8 +75,8 @@ async function runGateway(opts: GatewayCliOptions): Promise<void> {
     },
   });
   // Before the listening line: whoever reads it may stop the gateway at once.
+  let stopping = false;
   const stopped = new Promise<void>((resolve) => {
-    let stopping = false;
     const stop = (signal: string) => {
       if (stopping) return;
       stopping = true;
@@ -75,6 +86,12 @@ async function runGateway(opts: GatewayCliOptions): Promise<void> {
     process.once('SIGINT', () => stop('SIGINT'));
     process.once('SIGTERM', () => stop('SIGTERM'));
   });
+  if (eg.created) {
+    logger.info(
+      { event: 'datadir.created', dataDir: eg.dataDir, gateway: eg.identity.id },
+      `first start: new data directory ${eg.dataDir} with a new gateway identity (if you meant an existing gateway, stop and check --data)`,
+    );
+  }
   for (const d of eg.check.discardedWal) {
     logger.warn(
       {
@@ -92,6 +109,17 @@ async function runGateway(opts: GatewayCliOptions): Promise<void> {
       metricsServer = await serveMetrics(metrics.registry, {
         port: opts.metricsPort,
         host: opts.metricsHost,
+        // Ready = the broker is listening (not shutting down) and the store answers a read.
+        ready: async () => {
+          const broker = stopping ? 'shutting down' : `listening on port ${eg.gateway.address().port}`;
+          const t0 = performance.now();
+          const id = await eg.store.getMeta(GATEWAY_ID_META);
+          const store =
+            id === eg.identity.id
+              ? `answering (${(performance.now() - t0).toFixed(1)} ms)`
+              : `answered with gateway id ${String(id)}, not ${eg.identity.id}`;
+          return { ready: !stopping && id === eg.identity.id, checks: { broker, store } };
+        },
       });
     }
     const addr = eg.gateway.address();
@@ -130,7 +158,7 @@ export function registerGatewayCommands(program: Command): void {
     .option('--port <n>', 'listen port (0 picks a free one)', intOption('--port', 0, 65535), 1883)
     .option(
       '--data <dir>',
-      'data directory (gateway.db, audit.db, gateway/ key); created on first start, checked on every start',
+      'data directory (gateway.db, audit.db, gateway/ key); checked on every start. A directory that does not exist (or is empty) is a first start: it is created with a NEW gateway identity, and the listening line says "(new)" — admin commands, by contrast, refuse a missing --data unless --create',
       './data',
     )
     .option('--tls-cert <file>', 'PEM certificate: serve MQTT over TLS')
@@ -195,7 +223,7 @@ export function registerGatewayCommands(program: Command): void {
       numberOption('--byte-rate', 1024, 1e10),
       DEFAULT_RATE_LIMITS.bytesPerSecond,
     )
-    .option('--log-level <level>', 'pino log level (fatal, error, warn, info, debug, silent)', 'info')
+    .addOption(new Option('--log-level <level>', 'pino log level').choices(LOG_LEVELS).default('info'))
     .option(
       '--discard-damaged-wal',
       'start although gateway.db-wal or audit.db-wal is damaged, accepting that SQLite drops the committed transactions after the broken frame (the log is copied to FILE.damaged-TIME first)',

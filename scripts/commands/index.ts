@@ -27,6 +27,7 @@ export const commandModules: readonly CommandModule[] = [
   { names: ['demo'], load: async () => (await import('./demo.ts')).registerDemoCommands },
   { names: ['loadtest'], load: async () => (await import('./loadtest.ts')).registerLoadtestCommands },
   { names: ['firmware'], load: async () => (await import('./firmware.ts')).registerFirmwareCommands },
+  { names: ['token'], load: async () => (await import('./token.ts')).registerTokenCommands },
 ];
 
 /** The modules needed for `argv` (process.argv without node and script): one, or all for help. */

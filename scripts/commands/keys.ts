@@ -1,10 +1,12 @@
 // `plushlink keys …`: create an endpoint key directory (private key 0600 + public identity.json) [PLK-1.4].
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { type Command, Option } from 'commander';
 import { IDENTITY_FILE, PRIVATE_KEY_FILE, readIdentity, writeKeyDir } from '../../platform/keyfiles.ts';
 import { toHex } from '../../shared/bytes.ts';
 import { generateIdentity } from '../../shared/identity.ts';
 import type { Role } from '../../shared/types.ts';
-import { action, printJson } from '../cli-util.ts';
+import { action, CliError, checkOutDir, printJson } from '../cli-util.ts';
 
 interface KeysNewOptions {
   role: Role;
@@ -29,6 +31,12 @@ export function registerKeysCommands(program: Command): void {
     .option('--json', 'print the result as JSON')
     .action(
       action(async (opts: KeysNewOptions) => {
+        await checkOutDir(opts.out, '--out');
+        if (existsSync(join(opts.out, PRIVATE_KEY_FILE))) {
+          throw new CliError(
+            `${join(opts.out, PRIVATE_KEY_FILE)} already exists; refusing to overwrite a private key`,
+          );
+        }
         const identity = generateIdentity(opts.role);
         const files = await writeKeyDir(opts.out, identity);
         if (opts.json) {

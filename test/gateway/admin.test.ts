@@ -178,7 +178,7 @@ describe('plushlink admin CLI', () => {
       }
     })();
     const [prov, unknown, noYes, bk, bad] = await Promise.all([
-      cli('provision', 'toy', '--data', join(dir, 'fresh'), '--out', join(dir, 'newkey')),
+      cli('provision', 'toy', '--create', '--data', join(dir, 'fresh'), '--out', join(dir, 'newkey')),
       cli('family', 'add', `f${'b'.repeat(26)}`, fleet[0]!.id, '--data', data),
       cli('family', 'erase', familyId, '--data', data),
       cli('backup', join(dir, 'bk'), '--data', data),
