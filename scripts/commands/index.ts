@@ -28,6 +28,7 @@ export const commandModules: readonly CommandModule[] = [
   { names: ['loadtest'], load: async () => (await import('./loadtest.ts')).registerLoadtestCommands },
   { names: ['firmware'], load: async () => (await import('./firmware.ts')).registerFirmwareCommands },
   { names: ['token'], load: async () => (await import('./token.ts')).registerTokenCommands },
+  { names: ['lab'], load: async () => (await import('./lab.ts')).registerLabCommands },
 ];
 
 /** The modules needed for `argv` (process.argv without node and script): one, or all for help. */
