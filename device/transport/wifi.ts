@@ -109,7 +109,9 @@ class MqttLink implements EndpointLink {
 
   async close(): Promise<void> {
     if (this.closedFlag) return;
-    await this.conn.close();
+    // MQTT.js's end() waits for in-flight QoS 1 publishes and never calls back when the socket
+    // dies meanwhile (a gateway closing on a refused clip): whichever comes first ends the link.
+    await Promise.race([this.conn.close(), new Promise<void>((resolve) => this.onClose(() => resolve()))]);
     this.markClosed();
   }
 

@@ -1,18 +1,20 @@
 // `plushlink demo` (npm start): an embedded gateway in ./data, a small family fleet exchanging real voice clips, a readable live log.
 import { mkdir } from 'node:fs/promises';
 import { join, relative, resolve } from 'node:path';
-import type { Command } from 'commander';
+import { type Command, InvalidArgumentError } from 'commander';
+import type { OpusEncoderSettings } from '../../device/codec/opus.ts';
 import type { Endpoint } from '../../device/endpoint.ts';
 import { WifiConnector } from '../../device/transport/wifi.ts';
 import { LOOPBACK_FLEET_RATE_LIMITS, startEmbeddedGateway } from '../../gateway/embedded.ts';
 import { toHex } from '../../shared/bytes.ts';
 import { systemRandom } from '../../shared/random.ts';
-import { FleetRunner, type FleetStats } from '../../sim/fleet-runner.ts';
+import { FleetRunner, type FleetStats, fleetVerdict } from '../../sim/fleet-runner.ts';
 import { NameBook } from '../../sim/names.ts';
 import { registerRoster } from '../../sim/provision.ts';
 import { generateRoster, type Roster, type RosterMember } from '../../sim/roster.ts';
 import { readRosterFiles, writeRosterFiles } from '../../sim/roster-file.ts';
-import { action, durationOption, printJson } from '../cli-util.ts';
+import { buildSpeechBank, type SpeechBank, speechBankFromWav } from '../../sim/speech-bank.ts';
+import { action, CliError, checkOutDir, durationOption, printJson } from '../cli-util.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Live log
@@ -66,7 +68,19 @@ const ms = (x: number): string => `${x < 100 ? x.toFixed(1) : Math.round(x)} ms`
 
 export function formatSummary(s: FleetStats): string[] {
   const l = s.latency;
+  const b = s.ble;
+  const a = b?.airtime;
+  const ble = b
+    ? [
+        `BLE: ${b.paired} toys paired with their family's phone (numeric comparison)${b.pairingsFailed ? `, ${b.pairingsFailed} pairings failed` : ''}; ` +
+          `${b.relayed} clips relayed unchanged; airtime per clip p50 ${ms(a!.p50)}, p99 ${ms(a!.p99)}, max ${ms(a!.max)} ` +
+          `(model ${ms(b.modelMeanMs)} for ${kB(b.bytesMean)}; ${b.params.phy} PHY, ATT_MTU ${b.params.attMtu}, ` +
+          `LL data length ${b.params.llDataLength}, ${b.params.connectionIntervalMs} ms interval)`,
+      ]
+    : [];
   return [
+    `speech: ${s.speech}; link: ${s.link === 'ble' ? 'toys on BLE through a parent’s phone, parents on Wi-Fi' : 'Wi-Fi'}`,
+    ...ble,
     `endpoints ${s.endpoints}, at most ${s.peakOnline} online at once, ${s.connects} connects, ${s.retries} retries`,
     `clips sent ${s.clipsSent}, stored (PUBACK) ${s.clipsAcked}, delivered ${s.delivered}/${s.deliveriesExpected}, duplicates discarded ${s.duplicates}, receipts ${s.receipts}` +
       (s.backlogDelivered ? `, ${s.backlogDelivered} left over from an earlier run` : '') +
@@ -79,13 +93,84 @@ export function formatSummary(s: FleetStats): string[] {
             .join(', ')})`
         : ''
     }`,
+    ...(s.clipsResumed
+      ? [`${s.clipsResumed} clips left unacknowledged by an earlier run were resent and stored`]
+      : []),
   ];
+}
+
+// ---------------------------------------------------------------------------------------------
+// What demo and fleet share: speech options and Ctrl-C
+
+export interface SpeechCliOptions {
+  speech: 'bundled' | 'synth';
+  wav?: string[];
+}
+
+export function speechOption(value: string): 'bundled' | 'synth' {
+  if (value !== 'bundled' && value !== 'synth')
+    throw new InvalidArgumentError(`--speech must be bundled or synth, got "${value}"`);
+  return value;
+}
+
+export function collectWav(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
+}
+
+/**
+ * The speech bank `--speech` / `--wav` choose, loaded (and checked) before any other work: the
+ * bundled recordings by default, the operator's WAV files, or synthetic speech.
+ */
+export async function speechFromOptions(
+  o: SpeechCliOptions,
+  clipSeconds: number,
+  seed: string,
+  encode?: Partial<OpusEncoderSettings>,
+): Promise<SpeechBank> {
+  const wav = o.wav ?? [];
+  if (wav.length > 0 && o.speech === 'synth')
+    throw new CliError('--wav sends recordings; it cannot be combined with --speech synth', 2);
+  if (o.speech === 'synth' && wav.length === 0)
+    return buildSpeechBank({ count: 8, seconds: clipSeconds, seed, ...(encode ? { encode } : {}) });
+  if (wav.length > 64) throw new CliError('at most 64 --wav files', 2);
+  return speechBankFromWav(wav.length > 0 ? wav.map((f) => resolve(f)) : 'bundled', {
+    maxSeconds: clipSeconds,
+    seed,
+    ...(encode ? { encode } : {}),
+  });
+}
+
+/**
+ * Ctrl-C and SIGTERM: the first calls `first` (stop talking, drain, summary); the second ends the
+ * process at once with exit code 130. Returns the function that removes the handlers.
+ */
+export function onInterrupt(first: (signal: NodeJS.Signals) => void): () => void {
+  let seen = 0;
+  const handler = (signal: NodeJS.Signals): void => {
+    if (++seen === 1) {
+      first(signal);
+      return;
+    }
+    process.stderr.write(`plushlink: ${signal} again: exiting at once, without a summary\n`);
+    process.exit(130);
+  };
+  process.on('SIGINT', handler);
+  process.on('SIGTERM', handler);
+  return () => {
+    process.removeListener('SIGINT', handler);
+    process.removeListener('SIGTERM', handler);
+  };
+}
+
+/** After the last line: exit within a second even if a socket is still closing (the summary is out). */
+export function exitSoon(): void {
+  setTimeout(() => process.exit(), 1000).unref();
 }
 
 // ---------------------------------------------------------------------------------------------
 // The demo command
 
-interface DemoOptions {
+interface DemoOptions extends SpeechCliOptions {
   duration: number;
   data: string;
   out: string;
@@ -98,14 +183,16 @@ export async function runDemo(
 ): Promise<FleetStats> {
   const dataDir = resolve(opts.data);
   const outDir = resolve(opts.out);
+  await checkOutDir(opts.data, '--data');
+  await checkOutDir(opts.out, '--out');
+  const speech = await speechFromOptions(opts, 4, toHex(systemRandom(8)));
   const eg = await startEmbeddedGateway({ dataDir, limits: LOOPBACK_FLEET_RATE_LIMITS });
+  const drainMs = 8000;
   const abort = new AbortController();
-  const onSigint = (): void => {
-    write('stopping (Ctrl-C)…');
+  const removeHandlers = onInterrupt(() => {
+    write(`stopping (Ctrl-C): up to ${drainMs / 1000} s for clips in flight; Ctrl-C again quits at once`);
     abort.abort();
-  };
-  process.once('SIGINT', onSigint);
-  process.once('SIGTERM', onSigint);
+  });
   try {
     write(`gateway data: ${eg.dataDir} (${eg.created ? 'created' : 'reused'})`);
     write(`gateway ${eg.identity.id} listening on ${eg.url}`);
@@ -143,10 +230,12 @@ export async function runDemo(
       firstTalkWithinMs: 5000,
       pacedRecording: true,
       seed: toHex(systemRandom(8)),
+      speech,
       rampMs: 500,
-      drainMs: 8000,
+      drainMs,
       outDir,
       outboxDir: join(fleetDir, 'outbox'),
+      clockSequence: false, // the demo's keys live and die with its outbox folder: "clip #1, #2, …" in the log
       nameOf: (id) => names.name(id),
     });
     runner.on('endpoint', ({ member, endpoint }) => attachDemoLog(endpoint, member, names, write));
@@ -154,10 +243,12 @@ export async function runDemo(
     write('');
     for (const s of formatSummary(stats)) write(s);
     if (opts.json) printJson(stats);
+    const verdict = fleetVerdict(stats);
+    write(verdict.line);
+    if (!verdict.ok) process.exitCode = 1;
     return stats;
   } finally {
-    process.removeListener('SIGINT', onSigint);
-    process.removeListener('SIGTERM', onSigint);
+    removeHandlers();
     await eg.close();
   }
 }
@@ -176,10 +267,27 @@ export function registerDemoCommands(program: Command): void {
     )
     .option('--data <dir>', 'gateway data directory (reused if present)', 'data')
     .option('--out <dir>', 'where received clips are saved as .opus files', 'out')
+    .option(
+      '--speech <kind>',
+      'what the toys and parents say: bundled (recorded speech in assets/speech) or synth (synthetic babble)',
+      speechOption,
+      'bundled' as const,
+    )
+    .option(
+      '--wav <file>',
+      'send this recording instead (16-bit PCM WAV, any common rate, cut at 4 s; repeat for several)',
+      collectWav,
+    )
     .option('--json', 'also print the statistics as JSON')
+    .addHelpText(
+      'after',
+      '\nThe last line says whether every clip was delivered ("ok: …" or "FAILED: …"; exit code 1).\n' +
+        'Ctrl-C stops talking and waits up to 8 s for clips in flight; a second Ctrl-C quits at once.',
+    )
     .action(
       action(async (opts: DemoOptions) => {
         await runDemo(opts);
+        exitSoon();
       }),
     );
 }

@@ -10,6 +10,7 @@ import { writeReportFiles } from '../loadtest/report-json-csv.ts';
 import { reportText } from '../loadtest/report-text.ts';
 import { runLoadtest } from '../loadtest/runner.ts';
 import { CAPS, checkTarget } from '../loadtest/safety.ts';
+import { parseThresholds, resultLine } from '../loadtest/thresholds.ts';
 import { type LoadtestOptions, SCENARIOS, type ScenarioName } from '../loadtest/types.ts';
 
 interface RawOptions {
@@ -41,7 +42,12 @@ interface RawOptions {
   gatewayIdentity?: string;
   gatewayData?: string;
   json?: boolean;
+  threshold: string[];
+  speech: 'bundled' | 'synth';
+  wav: string[];
 }
+
+const collect = (value: string, previous: string[]): string[] => [...previous, value];
 
 export function toLoadtestOptions(o: RawOptions): LoadtestOptions {
   checkTarget(o.gateway, o.allowRemote === true);
@@ -51,6 +57,8 @@ export function toLoadtestOptions(o: RawOptions): LoadtestOptions {
       2,
     );
   }
+  // Parsed here too, so that a bad one is refused before anything else is looked at.
+  parseThresholds(o.threshold ?? [], o.scenario);
   return {
     gateway: o.gateway,
     toys: o.toys,
@@ -79,6 +87,9 @@ export function toLoadtestOptions(o: RawOptions): LoadtestOptions {
     gatewayMetricsUrl: o.gatewayMetrics ?? null,
     gatewayIdentityFile: o.gatewayIdentity ?? null,
     gatewayDataDir: o.gatewayData ?? null,
+    thresholds: o.threshold ?? [],
+    speech: o.speech ?? LOADTEST_DEFAULTS.speech,
+    wavFiles: (o.wav ?? []).map((f) => resolve(f)),
   };
 }
 
@@ -194,7 +205,32 @@ export function registerLoadtestCommands(program: Command): void {
       intOption('--gateway-pid', 1, 2 ** 31),
     )
     .option('--gateway-metrics <url>', 'external gateway: its metrics endpoint (recorded in the report)')
+    .addOption(
+      new Option(
+        '--threshold <expr>',
+        "pass/fail criterion, repeatable: e.g. 'e2e.p99<25ms', 'errors<1%', 'lost==0' (exit 3 when one fails; docs/LOADTEST.md)",
+      )
+        .argParser(collect)
+        .default([], 'none'),
+    )
+    .addOption(
+      new Option('--speech <kind>', 'what the toys say: bundled (recorded speech in assets/speech) or synth')
+        .choices(['bundled', 'synth'])
+        .default(LOADTEST_DEFAULTS.speech),
+    )
+    .addOption(
+      new Option(
+        '--wav <file>',
+        'send this recording instead (16-bit PCM WAV, 8–48 kHz, mono or stereo, resampled); repeatable',
+      )
+        .argParser(collect)
+        .default([], 'the bundled speech'),
+    )
     .option('--json', 'print the JSON report on stdout instead of the table')
+    .addHelpText(
+      'after',
+      '\nExit status: 0 passed, 1 the run failed (an attack leaked, a clip was lost, a worker failed),\n2 usage (checked before any work), 3 a --threshold did not hold.',
+    )
     .action(
       action(async (raw: RawOptions) => {
         const opts = toLoadtestOptions(raw);
@@ -206,6 +242,7 @@ export function registerLoadtestCommands(program: Command): void {
           controller.abort();
         };
         process.once('SIGINT', onSigint);
+        process.once('SIGTERM', onSigint);
         const useBar = opts.progress && process.stderr.isTTY === true;
         const bar = useBar
           ? new cliProgress.SingleBar(
@@ -259,12 +296,12 @@ export function registerLoadtestCommands(program: Command): void {
             const files = await writeReportFiles(opts.outDir, report, renderHtml(report));
             process.stderr.write(`report written: ${files.join(', ')}\n`);
           }
-          if (report.scenario.attack && report.scenario.attack.leaked > 0) {
-            throw new CliError(`${report.scenario.attack.leaked} attack(s) were accepted by the gateway`);
-          }
+          const result = report.result;
+          if (result && result.exitCode !== 0) throw new CliError(resultLine(report), result.exitCode);
         } finally {
           bar?.stop();
           process.off('SIGINT', onSigint);
+          process.off('SIGTERM', onSigint);
         }
       }),
     );

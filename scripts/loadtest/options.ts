@@ -30,6 +30,9 @@ export const LOADTEST_DEFAULTS: LoadtestOptions = {
   gatewayMetricsUrl: null,
   gatewayIdentityFile: null,
   gatewayDataDir: null,
+  thresholds: [],
+  speech: 'bundled',
+  wavFiles: [],
 };
 
 /** The defaults with some options changed. */

@@ -26,7 +26,9 @@ export function toCsv(header: readonly string[], rows: readonly (readonly CsvCel
     .concat('\r\n');
 }
 
-const TIMELINE_COLUMNS: readonly (keyof TimePoint)[] = [
+type ScalarColumn = Exclude<keyof TimePoint, 'errorsByKind'>;
+
+const TIMELINE_COLUMNS: readonly ScalarColumn[] = [
   't',
   'dt',
   'phase',
@@ -49,13 +51,22 @@ const TIMELINE_COLUMNS: readonly (keyof TimePoint)[] = [
   'hostCpuPercent',
   'otherProcessesCpuPercent',
   'gatewayLagP99Ms',
+  'offeredPerSec',
 ];
+
+/** "kind=n;kind=n" (the interval's errors by kind), empty when none. */
+const errorKinds = (p: TimePoint): string =>
+  Object.entries(p.errorsByKind ?? {})
+    .map(([k, v]) => `${k}=${v}`)
+    .join(';');
 
 /** Every run's per-second timeline in one table, told apart by the `target` column. */
 export function timelineCsv(runs: readonly Pick<RunSummary, 'target' | 'timeline'>[]): string {
   return toCsv(
-    ['target', ...TIMELINE_COLUMNS],
-    runs.flatMap((r) => r.timeline.map((p) => [r.target.kind, ...TIMELINE_COLUMNS.map((c) => p[c])])),
+    ['target', ...TIMELINE_COLUMNS, 'errorsByKind'],
+    runs.flatMap((r) =>
+      r.timeline.map((p) => [r.target.kind, ...TIMELINE_COLUMNS.map((c) => p[c]), errorKinds(p)]),
+    ),
   );
 }
 

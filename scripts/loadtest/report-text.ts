@@ -1,6 +1,7 @@
 // Terminal summary of a load-test report: aligned plain-text tables.
 import type { LatencySummary } from '../../sim/stats.ts';
-import type { LoadtestReport, RunSummary } from './types.ts';
+import { resultLine } from './thresholds.ts';
+import type { LoadtestReport, RunSummary, ThresholdResult } from './types.ts';
 
 /** Left-aligns the first column, right-aligns the rest. */
 export function table(rows: readonly (readonly string[])[]): string {
@@ -102,7 +103,7 @@ export function reportText(rep: LoadtestReport): string {
     const a = s.attack;
     out.push(
       '',
-      `attack (share ${a.share}): ${a.attempted} attempts, ${a.refused} refused, ${a.leaked} LEAKED, ${a.inconclusive} inconclusive`,
+      `attack (share ${a.share}): ${a.attempted} attempts, ${a.refused} refused, ${a.leaked} leaked${a.leaked > 0 ? ' (!)' : ''}, ${a.inconclusive} inconclusive — leaked = accepted by the gateway, a security bug`,
       table([
         ['attack', 'attempted', 'refused', 'leaked', 'how refused'],
         ...Object.entries(a.byKind).map(([k, v]) => [
@@ -132,5 +133,17 @@ export function reportText(rep: LoadtestReport): string {
     );
   }
   if (rep.notes.length) out.push('', ...rep.notes.map((n) => `note: ${n}`));
+  if (rep.thresholds?.length) out.push('', thresholdsText(rep.thresholds));
+  if (rep.result) out.push('', resultLine(rep));
   return out.join('\n');
+}
+
+/** One row per threshold: the expression, what was measured, pass or FAIL. */
+export function thresholdsText(ths: readonly ThresholdResult[]): string {
+  const rows = [
+    ['threshold', 'measured', 'result'],
+    ...ths.map((t) => [t.expression, `${t.label} ${t.measuredText}`, t.passed ? 'pass' : 'FAIL']),
+  ];
+  const w = [0, 1].map((i) => Math.max(...rows.map((r) => r[i]!.length)));
+  return rows.map((r) => `${r[0]!.padEnd(w[0]!)}  ${r[1]!.padEnd(w[1]!)}  ${r[2]}`).join('\n');
 }

@@ -1,24 +1,25 @@
 // Load-test orchestration: fleet identities, target set-up and provisioning, scenarios, compare runs, the report.
 
+import { encodePcmToOgg } from '../../device/codec/clip.ts';
 import type { FamilyRegistration } from '../../gateway/admin.ts';
 import { sealClip } from '../../shared/envelope.ts';
 import { type PrivateIdentity, publicPart } from '../../shared/identity.ts';
+import { seededRandom } from '../../shared/random.ts';
 import type { DriverInit, EndpointSecrets, TargetInfo } from '../../sim/load-driver.ts';
 import { familyPublics, generateRoster, planForToys, type Roster } from '../../sim/roster.ts';
-import { buildSpeechBank } from '../../sim/speech-bank.ts';
-import { CliError } from '../cli-util.ts';
-import { checkTarget } from './safety.ts';
+import { BANK_SAMPLE_RATE, buildSpeechBank, randomUint32 } from '../../sim/speech-bank.ts';
+import { preflight, rampSteps, type SpeechFile } from './preflight.ts';
 import { Session, type SessionProgress } from './session.ts';
 import {
   externalGateway,
   findMosquitto,
-  openFileLimit,
   startEmbeddedGateway,
   startForkedGateway,
   startMosquitto,
   startPlainAedes,
   type Target,
 } from './targets.ts';
+import { evaluateThreshold, runResult } from './thresholds.ts';
 import type { AttackResult, LoadtestOptions, LoadtestReport, RampStep, RunSummary } from './types.ts';
 
 export interface RunHooks {
@@ -91,16 +92,73 @@ export function workerInits(
   return inits;
 }
 
-/** Speech the generator seals: 4 clips of synthetic speech, Opus-encoded once (complexity 5, 24 kbit/s). */
+/** Clips the generator seals, Opus-encoded once (complexity 5, 24 kbit/s), and where their speech came from. */
+export interface AudioPool {
+  clips: Uint8Array[];
+  clipDurationMs: number;
+  oggBytesMean: number;
+  source: string;
+}
+
+/** Up to `count` windows of `samples` from `pcm`, one after the other; a short recording is looped. */
+export function speechWindows(pcm: Int16Array, samples: number, count: number): Int16Array[] {
+  const n = Math.max(1, Math.min(count, Math.floor(pcm.length / samples)));
+  const out: Int16Array[] = [];
+  for (let i = 0; i < n; i++) {
+    const w = new Int16Array(samples);
+    for (let j = 0, at = (i * samples) % pcm.length; j < samples; ) {
+      const take = Math.min(samples - j, pcm.length - at);
+      w.set(pcm.subarray(at, at + take), j);
+      j += take;
+      at = 0;
+    }
+    out.push(w);
+  }
+  return out;
+}
+
+/**
+ * Speech the generator seals: up to 4 clips of `seconds`, Opus-encoded once. From the `speech`
+ * recordings when given (cut one after the other, a short one looped), else synthetic speech.
+ * `bundled` says the recordings are assets/speech (for the report's wording).
+ */
 export function audioPool(
   seconds: number,
   seed: string,
-): { clips: Uint8Array[]; clipDurationMs: number; oggBytesMean: number } {
-  const bank = buildSpeechBank({ count: 4, seconds, seed: `loadtest/${seed}`, encode: { complexity: 5 } });
+  speech: readonly SpeechFile[] = [],
+  bundled = false,
+): AudioPool {
+  const clipDurationMs = Math.round(seconds * 1000);
+  if (speech.length === 0) {
+    const bank = buildSpeechBank({ count: 4, seconds, seed: `loadtest/${seed}`, encode: { complexity: 5 } });
+    return {
+      clips: bank.clips.map((c) => c.ogg ?? new Uint8Array(0)),
+      clipDurationMs,
+      oggBytesMean: bank.oggBytesMean,
+      source: 'synthetic speech (sim/speech-bank.ts)',
+    };
+  }
+  const all = new Int16Array(speech.reduce((a, f) => a + f.pcm.length, 0));
+  let at = 0;
+  for (const f of speech) {
+    all.set(f.pcm, at);
+    at += f.pcm.length;
+  }
+  const random = seededRandom(`plushlink/loadtest-wav/${seed}`);
+  const clips = speechWindows(all, Math.round(seconds * BANK_SAMPLE_RATE), 4).map(
+    (pcm) =>
+      encodePcmToOgg(pcm, {
+        serial: randomUint32(random),
+        settings: { complexity: 5, sampleRate: BANK_SAMPLE_RATE },
+      }).ogg,
+  );
   return {
-    clips: bank.clips.map((c) => c.ogg ?? new Uint8Array(0)),
-    clipDurationMs: Math.round(seconds * 1000),
-    oggBytesMean: bank.oggBytesMean,
+    clips,
+    clipDurationMs,
+    oggBytesMean: Math.round(clips.reduce((a, c) => a + c.length, 0) / clips.length),
+    source: bundled
+      ? `bundled speech (assets/speech: ${speech.length} recordings, ${(all.length / BANK_SAMPLE_RATE).toFixed(1)} s)`
+      : `recorded speech: ${speech.map((f) => `${f.file} (${(f.pcm.length / BANK_SAMPLE_RATE).toFixed(1)} s)`).join(', ')}`,
   };
 }
 
@@ -114,7 +172,7 @@ export function registrations(fleet: LoadFleet): FamilyRegistration[] {
 
 /** Planned wall time of the traffic phases (for the progress bar). */
 export function plannedMs(opts: LoadtestOptions): number {
-  if (opts.scenario === 'ramp') return opts.rampStepMs * opts.rampMaxSteps;
+  if (opts.scenario === 'ramp') return opts.rampStepMs * Math.max(1, rampSteps(opts));
   return opts.durationMs;
 }
 
@@ -136,7 +194,8 @@ async function drive(
   const parents = fleet.roster.families.length;
   const out: ScenarioOut = {};
   hooks.log?.(`connecting ${parents} parents and ${opts.toys} toys to ${session.target.info.url}`);
-  await session.connect('parents', Math.max(opts.connectRate, 1), parents);
+  // --connect-rate 0 means all at once, for the parents too.
+  await session.connect('parents', opts.connectRate, parents);
   if (aborted()) return out;
   const c = await session.connect('toys', opts.connectRate, opts.toys);
   hooks.log?.(`connected ${c.ok} toys (${c.failed} failed)`);
@@ -169,7 +228,8 @@ async function drive(
         : null,
     };
   } else if (scenario === 'storm') {
-    const half = Math.max(1000, Math.floor(opts.durationMs / 2));
+    // --duration is the traffic: half of it before the storm, half after.
+    const half = Math.floor(opts.durationMs / 2);
     await session.run(opts.clipRate, 0, half, 'before-storm');
     await session.drain();
     if (aborted()) return out;
@@ -183,7 +243,9 @@ async function drive(
     let rate = opts.clipRate;
     let knee: number | null = null;
     let note = '';
-    for (let i = 0; i < opts.rampMaxSteps && !aborted(); i++) {
+    // As many steps as fit in --duration, at most --ramp-steps.
+    const maxSteps = Math.max(1, rampSteps(opts));
+    for (let i = 0; i < maxSteps && !aborted(); i++) {
       session.phaseAcc.e2e.reset();
       session.phaseAcc.puback.reset();
       session.phaseAcc.counters.clipsAcked = 0;
@@ -227,7 +289,7 @@ async function drive(
       note =
         knee === null
           ? 'no step met the target'
-          : `target still met at the last step (${opts.rampMaxSteps} steps): the knee is above`;
+          : `target still met at the last step (${maxSteps} steps of ${opts.rampStepMs / 1000} s fit in --duration): the knee is above`;
     await session.drain();
     out.ramp = { targetP99Ms: opts.rampTargetP99Ms, steps, kneeClipsPerSec: knee, note };
   }
@@ -238,7 +300,7 @@ async function drive(
 async function sessionOn(
   target: Target,
   fleet: LoadFleet,
-  pool: { clips: readonly Uint8Array[]; clipDurationMs: number },
+  pool: AudioPool,
   opts: LoadtestOptions,
   scenario: LoadtestOptions['scenario'],
   hooks: RunHooks,
@@ -264,7 +326,8 @@ async function sessionOn(
 
 /** The whole `plushlink loadtest` run. Always resolves with a report of what ran (also after abort). */
 export async function runLoadtest(opts: LoadtestOptions, hooks: RunHooks = {}): Promise<LoadtestReport> {
-  checkTarget(opts.gateway, opts.allowRemote);
+  // Every refusal that needs no work comes first (target, thresholds, --out, open files, --wav).
+  const pre = preflight(opts);
   const startedAt = new Date();
   const notes: string[] = [];
   const deadline = new AbortController();
@@ -273,8 +336,10 @@ export async function runLoadtest(opts: LoadtestOptions, hooks: RunHooks = {}): 
   const signal = hooks.signal ? AbortSignal.any([hooks.signal, deadline.signal]) : deadline.signal;
   const h: RunHooks = { ...hooks, signal };
 
-  hooks.log?.(`encoding ${4} × ${opts.clipSeconds} s of synthetic speech (Opus 24 kbit/s)`);
-  const pool = audioPool(opts.clipSeconds, opts.seed);
+  hooks.log?.(
+    `encoding ${opts.clipSeconds} s clips of ${{ bundled: 'the bundled recorded', wav: 'your recorded', synth: 'synthetic' }[pre.speech.kind]} speech (Opus 24 kbit/s)`,
+  );
+  const pool = audioPool(opts.clipSeconds, opts.seed, pre.speech.files, pre.speech.kind === 'bundled');
   const fleet = buildFleet(opts);
   const sample = fleet.roster.families[0];
   const envelopeBytes = sample
@@ -288,16 +353,6 @@ export async function runLoadtest(opts: LoadtestOptions, hooks: RunHooks = {}): 
       }).length
     : 0;
 
-  // Every connection is a socket here, and a second one in the gateway when it runs in-process.
-  const endpoints = opts.toys + fleet.roster.families.length + (fleet.attackers?.families.length ?? 0) * 9;
-  const fdsNeeded = (opts.gateway === 'embedded' ? 2 : 1) * endpoints + 256;
-  const fdLimit = openFileLimit();
-  if (fdLimit !== null && fdsNeeded > fdLimit) {
-    throw new CliError(
-      `${endpoints} connections need about ${fdsNeeded} open files but the limit is ${fdLimit}: raise it (ulimit -n)${opts.gateway === 'embedded' ? ' or use --gateway forked' : ''}`,
-      2,
-    );
-  }
   let target: Target;
   if (opts.gateway === 'forked') {
     const f = await startForkedGateway();
@@ -362,7 +417,7 @@ export async function runLoadtest(opts: LoadtestOptions, hooks: RunHooks = {}): 
   }
   clearTimeout(hardStop);
   if (deadline.signal.aborted) notes.push(`stopped by the --max-run limit (${opts.maxRunMs} ms)`);
-  return {
+  const report: LoadtestReport = {
     tool: 'plushlink loadtest',
     version: 1,
     startedAt: startedAt.toISOString(),
@@ -374,9 +429,10 @@ export async function runLoadtest(opts: LoadtestOptions, hooks: RunHooks = {}): 
       clipSeconds: opts.clipSeconds,
       oggBytesMean: pool.oggBytesMean,
       envelopeBytesMean: envelopeBytes,
+      source: pool.source,
       sealing:
         opts.seal === 'full'
-          ? 'audio Opus-encoded once into a pool of 4 clips; every clip is sealed (fresh content key, sealed box per recipient, secretbox body) and signed when sent, with its own sequence number'
+          ? `audio Opus-encoded once into a pool of ${pool.clips.length} clip(s); every clip is sealed (fresh content key, sealed box per recipient, secretbox body) and signed when sent, with its own sequence number`
           : 'audio Opus-encoded once; one sealed envelope per recipient is the template; every clip gets its own sender, clip id, sequence number, time and Ed25519 signature when sent (content key and body shared: --seal resign)',
     },
     fleet: {
@@ -390,6 +446,10 @@ export async function runLoadtest(opts: LoadtestOptions, hooks: RunHooks = {}): 
     ...(compare ? { compare } : {}),
     notes,
   };
+  const thresholds = pre.thresholds.map((t) => evaluateThreshold(t, report));
+  if (thresholds.length) report.thresholds = thresholds;
+  report.result = runResult(report, thresholds, main.fatal);
+  return report;
 }
 
 const round3 = (x: number): number => Math.round(x * 1000) / 1000;

@@ -17,6 +17,7 @@ import {
 import type { Target } from './targets.ts';
 import type {
   MainToWorker,
+  PhaseSpan,
   RunSummary,
   StormResult,
   TimePoint,
@@ -122,7 +123,16 @@ export class Session {
   private intervalLag: number[] = [];
   private intervalCpu: number[] = [];
   private connected: number[] = [];
-  phase = 'setup';
+  private phaseName = 'setup';
+  private readonly spans: PhaseSpan[] = [{ name: 'setup', fromS: 0, toS: 0 }];
+  /**
+   * What the scenario offered: one segment per traffic phase, clips/s per worker, absolute ms
+   * (timeOrigin + now, the clock of the workers' ticks). Each tick adds what was offered between
+   * that worker's previous tick and this one, so the offered rate lines up with the counts.
+   */
+  private readonly offerSegs: { from: number; to: number; rate: number }[] = [];
+  private readonly lastTickAt: number[] = [];
+  private offered = 0;
   private running = false;
   private readonly t0 = performance.now();
   private lastSampleAt = performance.now();
@@ -159,6 +169,35 @@ export class Session {
     this.connected = inits.map(() => 0);
     this.mainLag = target.resourceSource === 'process' ? monitorEventLoopDelay({ resolution: 10 }) : null;
     this.mainLag?.enable();
+  }
+
+  /** The current phase; each change is recorded as an exact span for the report's markers. */
+  get phase(): string {
+    return this.phaseName;
+  }
+
+  set phase(name: string) {
+    const now = this.seconds();
+    const last = this.spans[this.spans.length - 1];
+    if (last) last.toS = now;
+    if (last?.name === name) return;
+    this.spans.push({ name, fromS: now, toS: now });
+    this.phaseName = name;
+  }
+
+  private seconds(): number {
+    return Math.round(this.elapsedMs()) / 1000;
+  }
+
+  /** Clips one worker was asked to send between two absolute times. */
+  private offeredBetween(from: number, to: number): number {
+    let n = 0;
+    for (const s of this.offerSegs) {
+      const a = Math.max(from, s.from);
+      const b = Math.min(to, s.to);
+      if (b > a) n += (s.rate * (b - a)) / 1000;
+    }
+    return n;
   }
 
   /** Starts a fresh per-phase accumulator (ramp steps, bench phases). */
@@ -234,6 +273,9 @@ export class Session {
   }
 
   private onTick(t: WorkerTick): void {
+    const prev = this.lastTickAt[t.index];
+    this.lastTickAt[t.index] = t.at;
+    if (prev !== undefined) this.offered += this.offeredBetween(prev, t.at);
     for (const acc of [this.total, this.interval, this.phaseAcc]) {
       addCounters(acc.counters, t.counters);
       addErrors(acc.errors, t.errors);
@@ -285,6 +327,8 @@ export class Session {
     const sec = wall / 1000;
     const pub = a.puback.totalCount > 0 ? summarize(a.puback) : null;
     const e2e = a.e2e.totalCount > 0 ? summarize(a.e2e) : null;
+    const errorsByKind: Record<string, number> = {};
+    for (const [k, v] of Object.entries(a.errors)) if (v > 0) errorsByKind[k] = v;
     const genCpu = this.intervalCpu.length
       ? (this.intervalCpu.reduce((x, y) => x + y, 0) / wall) * 100
       : null;
@@ -311,7 +355,10 @@ export class Session {
       hostCpuPercent: null,
       otherProcessesCpuPercent: null,
       gatewayLagP99Ms: null,
+      offeredPerSec: sec > 0 ? Math.round((this.offered / sec) * 10) / 10 : 0,
+      errorsByKind,
     };
+    this.offered = 0;
     if (this.mainLag && this.mainLag.count > 0) {
       point.gatewayLagP99Ms = round1(this.mainLag.percentile(99) / 1e6);
       if (this.running) {
@@ -403,12 +450,19 @@ export class Session {
     this.running = true;
     const t = performance.now();
     const n = this.workers.length;
+    const span = this.spans[this.spans.length - 1];
+    if (span) span.offeredPerSec = clipRate;
+    const seg = { from: performance.timeOrigin + t, to: Number.POSITIVE_INFINITY, rate: clipRate / n };
+    this.offerSegs.push(seg);
     await this.ask(
       { type: 'run', clipRate: clipRate / n, attackRate: attackRate / n, durationMs },
       'ran',
       durationMs + 30_000,
     );
-    const wall = performance.now() - t;
+    const end = performance.now();
+    // The workers stop sending after durationMs (or earlier, on an abort).
+    seg.to = performance.timeOrigin + Math.min(end, t + durationMs);
+    const wall = end - t;
     this.runMs += wall;
     for (const ws of this.wstats) ws.runWallMs += wall;
     this.running = false;
@@ -424,6 +478,7 @@ export class Session {
 
   async storm(timeoutMs: number): Promise<StormResult> {
     this.phase = 'storm';
+    const atS = this.seconds();
     resetAcc(this.phaseAcc);
     const r = await this.ask({ type: 'storm', timeoutMs }, 'stormed', timeoutMs + 30_000);
     const toys = r.reduce((a, x) => a + x.toys, 0);
@@ -433,6 +488,7 @@ export class Session {
       .filter(([k]) => k.startsWith('connect:connack-'))
       .reduce((a, [, v]) => a + v, 0);
     return {
+      atS,
       toys,
       back,
       failed: r.reduce((a, x) => a + x.failed, 0),
@@ -544,6 +600,9 @@ export class Session {
         otherProcessesCpuPercentMean: round1(others),
       },
       timeline: this.timeline,
+      phases: this.spans
+        .map((p, i) => ({ ...p, toS: i === this.spans.length - 1 ? Math.max(p.toS, this.seconds()) : p.toS }))
+        .filter((p) => p.toS > p.fromS),
     };
   }
 }

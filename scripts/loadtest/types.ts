@@ -54,6 +54,12 @@ export interface LoadtestOptions {
   readonly gatewayIdentityFile: string | null;
   /** External gateway: data dir whose store the toys are provisioned into. */
   readonly gatewayDataDir: string | null;
+  /** `--threshold` expressions (scripts/loadtest/thresholds.ts), checked before any work. */
+  readonly thresholds: readonly string[];
+  /** What the toys say without --wav: the bundled recordings (assets/speech) or synthetic speech. */
+  readonly speech: 'bundled' | 'synth';
+  /** `--wav` recordings to send instead (16-bit PCM, any rate SPEECH_WAV_RATES lists, resampled). */
+  readonly wavFiles: readonly string[];
 }
 
 /** What the main thread gives each worker: its slice of the fleet and the target. */
@@ -144,6 +150,19 @@ export interface TimePoint {
   otherProcessesCpuPercent: number | null;
   /** Event-loop delay p99 of the embedded gateway's thread in this interval, ms. */
   gatewayLagP99Ms: number | null;
+  /** Clips per second the scenario asked for in this interval (0 outside traffic phases). */
+  offeredPerSec?: number;
+  /** This interval's errors by kind (every kind, also not-sent:* and attack-*). */
+  errorsByKind?: Record<string, number>;
+}
+
+/** A phase of the run (connect, steady, ramp step, storm, drain…), seconds since the run started. */
+export interface PhaseSpan {
+  name: string;
+  fromS: number;
+  toS: number;
+  /** Traffic phases: the clips per second the scenario offered (legitimate clips, whole fleet). */
+  offeredPerSec?: number;
 }
 
 export interface WorkerSummary {
@@ -169,6 +188,8 @@ export interface RampStep {
 }
 
 export interface StormResult {
+  /** When every toy was dropped, seconds since the run started. */
+  atS?: number;
   toys: number;
   back: number;
   failed: number;
@@ -215,6 +236,32 @@ export interface RunSummary {
     otherProcessesCpuPercentMean: number | null;
   };
   timeline: TimePoint[];
+  /** Exact phase boundaries (the timeline's points are whole seconds). */
+  phases?: PhaseSpan[];
+}
+
+/** One `--threshold` and what the run measured for it. */
+export interface ThresholdResult {
+  /** As given, e.g. "e2e.p99<25ms". */
+  expression: string;
+  metric: string;
+  /** What the metric is, for people: "e2e p99". */
+  label: string;
+  op: '<' | '<=' | '>' | '>=' | '==';
+  limit: number;
+  /** The unit of `limit` and `measured`: ms, s, % (of what the metric is a share of), /s or none. */
+  unit: 'ms' | 's' | '%' | '/s' | '';
+  measured: number | null;
+  /** e.g. "3.41 ms", "0.4 % (2 of sent 500)", "not measured". */
+  measuredText: string;
+  passed: boolean;
+}
+
+/** The run's outcome; `exitCode` is the CLI's (0 passed, 1 failed run, 3 a threshold failed). */
+export interface RunResult {
+  status: 'passed' | 'failed' | 'thresholds-failed';
+  exitCode: 0 | 1 | 3;
+  reasons: string[];
 }
 
 export interface LoadtestReport {
@@ -230,6 +277,8 @@ export interface LoadtestReport {
     oggBytesMean: number;
     envelopeBytesMean: number;
     sealing: string;
+    /** Where the speech came from: synthetic, the bundled recording, or --wav files. */
+    source?: string;
   };
   fleet: { toys: number; parents: number; attackers: number; workers: number };
   run: RunSummary;
@@ -244,4 +293,7 @@ export interface LoadtestReport {
     ratios: { broker: string; throughput: number | null; p99: number | null }[];
   };
   notes: string[];
+  /** One entry per --threshold, in the order given. */
+  thresholds?: ThresholdResult[];
+  result?: RunResult;
 }

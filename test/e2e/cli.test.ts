@@ -1,4 +1,4 @@
-// The fleet and demo commands as a user runs them: usage errors exit 2 with one line; the demo runs, saves .opus files and stops cleanly.
+// The fleet and demo commands as a user runs them: usage errors exit 2 with one line; the demo runs with the bundled speech, saves .opus files, drains on Ctrl-C and ends on an ok line.
 import { spawn } from 'node:child_process';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -68,8 +68,22 @@ describe('plushlink demo', () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/gateway data: .*data \(created\)/);
     expect(r.stdout).toMatch(/clips sent \d+/);
+    expect(r.stdout).toMatch(/^speech: bundled speech \(assets\/speech: 4 recordings/m);
+    // Ctrl-C lets what is in flight arrive: the last line says everything sealed was delivered.
+    expect(r.stdout).toMatch(/^stopping \(Ctrl-C\): up to 8 s for clips in flight/m);
+    expect(r.stdout.trimEnd().split('\n').at(-1)).toMatch(
+      /^ok: (\d+)\/\1 delivered \(6\/6 endpoints connected, stopped early\)$/,
+    );
     expect(interrupted).toBe(true);
     const files = await readdir(join(dir, 'out'));
     expect(files.some((f) => f.endsWith('.opus'))).toBe(true);
   }, 60_000);
+
+  it('refuses a missing --wav in one line before it starts a gateway', async () => {
+    const cwd = await mkdtemp(join(dir, 'wav-'));
+    const r = await run(['demo', '--wav', 'my-voice.wav'], cwd);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^plushlink: no such file or directory: .*my-voice\.wav\n$/);
+    expect(await readdir(cwd)).toEqual([]);
+  });
 });

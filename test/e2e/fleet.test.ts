@@ -1,15 +1,16 @@
-// End to end: a small fleet against a real gateway (127.0.0.1:0, SQLite in a temp dir, MQTT.js, native Opus), with forced disconnects.
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+// End to end: a small fleet against a real gateway (127.0.0.1:0, SQLite in a temp dir, MQTT.js, native Opus), with forced disconnects, re-runs of one seed and resumed outboxes.
+import { mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeOggToPcm } from '../../device/codec/clip.ts';
+import { Toy } from '../../device/toy.ts';
 import { WifiConnector } from '../../device/transport/wifi.ts';
 import { type EmbeddedGateway, startEmbeddedGateway } from '../../gateway/embedded.ts';
 import type { EndpointId } from '../../shared/types.ts';
 import { FleetRunner } from '../../sim/fleet-runner.ts';
 import { registerRoster } from '../../sim/provision.ts';
-import { generateRoster } from '../../sim/roster.ts';
+import { familyPublics, generateRoster } from '../../sim/roster.ts';
 import { readRosterFiles, writeRosterFiles } from '../../sim/roster-file.ts';
 
 let dir: string;
@@ -131,5 +132,55 @@ describe('fleet against the real gateway', () => {
     expect(sample.subarray(0, 4).toString('latin1')).toBe('OggS');
     // The gateway holds nothing once everything is receipted [PLK-12.5].
     expect(await eg.store.backlog()).toBe(0);
+  });
+
+  it('re-runs of one seed deliver every time; an outbox a stopped run left behind is resent', async () => {
+    const roster = generateRoster({ families: 1, toysPerFamily: 1, parentsPerFamily: 2, seed: 'rerun' });
+    await registerRoster(eg.store, eg.audit, roster);
+    const outboxDir = join(dir, 'rerun-outbox');
+    const [bear] = roster.families[0]!.toys;
+    await mkdir(outboxDir, { recursive: true });
+    // A run that stopped before its clip was sent: the toy recorded offline, the clip is in its outbox file.
+    const offline = new Toy({
+      identity: bear!.identity,
+      gateway: eg.identity,
+      family: familyPublics(roster.families[0]!),
+      connector: new WifiConnector({ url: 'mqtt://127.0.0.1:1' }),
+      outbox: { path: join(outboxDir, `${bear!.identity.id}.outbox`), sequenceFloor: () => Date.now() },
+    });
+    const left = await offline.record(1, { kind: 'synth', seed: 5 });
+    await offline.stop();
+    const run = () =>
+      new FleetRunner({
+        roster,
+        gateway: eg.identity,
+        connector: new WifiConnector({ url: eg.url }),
+        durationMs: 1500,
+        talkEveryMs: 600,
+        parentTalkEveryMs: 0,
+        clipSeconds: 1,
+        seed: 'same-seed',
+        rampMs: 100,
+        drainMs: 15_000,
+        outboxDir,
+      });
+    const first = run();
+    const clipIds: string[][] = [[], []];
+    first.on('endpoint', ({ endpoint }) => endpoint.on('sealed', (e) => clipIds[0]!.push(e.clipId)));
+    const a = await first.run();
+    expect(a.clipsResumed).toBe(1);
+    expect(a.backlogDelivered).toBe(2); // the resent clip reached both parents
+    expect(a.clipsSent).toBeGreaterThanOrEqual(1);
+    expect(a.delivered).toBe(a.deliveriesExpected);
+    const second = run();
+    second.on('endpoint', ({ endpoint }) => endpoint.on('sealed', (e) => clipIds[1]!.push(e.clipId)));
+    const b = await second.run();
+    // Same seed, new clip ids: nothing is refused as a duplicate, and everything arrives again.
+    expect(clipIds[1]!.filter((id) => clipIds[0]!.includes(id) || id === left.clipId)).toEqual([]);
+    expect(b.clipsAbandoned).toBe(0);
+    expect(b.clipsAcked).toBe(b.clipsSent);
+    expect(b.delivered).toBe(b.deliveriesExpected);
+    expect(b.clipsResumed).toBe(0);
+    expect(b.errors).toBe(0);
   });
 });

@@ -81,6 +81,60 @@ describe('lineChart', () => {
     expect(svg).toContain('>p99</text>');
     expect(svg).toContain('stroke-dasharray');
   });
+  it('draws phase bands, event markers, a step series and a hover column per x value', () => {
+    const svg = lineChart({
+      id: 'rate',
+      title: 'Rate',
+      xLabel: 'time (s)',
+      yLabel: '/s',
+      bands: [
+        { from: 0, to: 2, label: 'before-storm' },
+        { from: 2, to: 4, label: 'after-storm' },
+      ],
+      markers: [{ x: 2, label: 'storm: 4 toys dropped' }],
+      hoverX: (x) => `t = ${x} s`,
+      series: [
+        {
+          name: 'offered',
+          color: '#777',
+          step: true,
+          width: 7,
+          unit: 'clips/s',
+          points: [
+            [1, 10],
+            [2, 20],
+            [3, 20],
+          ],
+        },
+        {
+          name: 'achieved',
+          color: '#00f',
+          unit: 'clips/s',
+          points: [
+            [1, 9],
+            [2, 19.5],
+            [3, 20],
+          ],
+        },
+      ],
+    });
+    assertWellFormed(svg);
+    expect(svg).toContain('data-chart="rate"');
+    expect((svg.match(/<rect class="band"/g) ?? []).length).toBe(2);
+    expect(svg).toContain('>before-storm</text>');
+    expect(svg).toContain('>storm: 4 toys dropped</text>');
+    expect((svg.match(/<rect class="hover"/g) ?? []).length).toBe(3);
+    expect(svg).toContain('<title>t = 2 s\noffered: 20 clips/s\nachieved: 19.5 clips/s</title>');
+    // the step series goes up at the start of the interval its value belongs to: M x1 y10, L x1 y20, L x2 y20…
+    const step = /data-series="offered" d="([^"]+)"/.exec(svg)?.[1] ?? '';
+    expect(step.split('L').length).toBe(5);
+    // few points are marked one by one (the wide step series is not)
+    expect((svg.match(/<circle class="series" data-series="achieved"/g) ?? []).length).toBe(3);
+    expect(svg).not.toContain('<circle class="series" data-series="offered"');
+    // the legend is under the title, above the plot
+    const legendY = Number(/<text x="\d+" y="(\d+)"[^>]*>offered<\/text>/.exec(svg)?.[1]);
+    expect(legendY).toBeGreaterThan(20);
+  });
   it('says "no data" when there is none', () => {
     const svg = lineChart({
       title: 'x',
@@ -118,8 +172,10 @@ describe('histogramChart', () => {
       markers: [{ x: 3, label: 'p50' }],
     });
     assertWellFormed(svg);
-    expect((svg.match(/<rect x=/g) ?? []).length).toBe(2);
+    expect((svg.match(/<rect class="series"/g) ?? []).length).toBe(2);
     expect(svg).toContain('p50');
+    // hover: each bar says its range and count
+    expect(svg).toContain('<title>4–8: 9</title>');
   });
   it('handles an empty histogram', () => {
     const svg = histogramChart({ title: 'h', xLabel: 'x', yLabel: 'y', bins: [] });
