@@ -3,10 +3,22 @@ import { PlushlinkError } from './errors.ts';
 
 const HEX = '0123456789abcdef';
 
+/**
+ * Text from ASCII codes in one flat string. Ids, hex keys and topics are kept for as long as a
+ * connection lives (cache keys, session maps): built with `+=`, each would be a chain of V8 cons
+ * strings, ~32 bytes per piece (about 1 kB per cached 32-byte key), until something flattens it.
+ */
+const ASCII = new TextDecoder();
+const HEX_CODES = Uint8Array.from(HEX, (c) => c.charCodeAt(0));
+
 export function toHex(bytes: Uint8Array): string {
-  let out = '';
-  for (const b of bytes) out += HEX[b >> 4]! + HEX[b & 15]!;
-  return out;
+  const out = new Uint8Array(bytes.length * 2);
+  for (let i = 0; i < bytes.length; i++) {
+    const b = bytes[i]!;
+    out[2 * i] = HEX_CODES[b >> 4]!;
+    out[2 * i + 1] = HEX_CODES[b & 15]!;
+  }
+  return ASCII.decode(out);
 }
 
 /** Decodes lowercase or uppercase hex; `expectedLength` (bytes) is checked when given. */
@@ -25,22 +37,24 @@ export function fromHex(text: string, field = 'hex', expectedLength?: number): U
 }
 
 const B32 = 'abcdefghijklmnopqrstuvwxyz234567';
+const B32_CODES = Uint8Array.from(B32, (c) => c.charCodeAt(0));
 
 /** RFC 4648 base32, lowercase, no padding [PLK-1.2]. */
 export function toBase32(bytes: Uint8Array): string {
-  let out = '';
+  const out = new Uint8Array(Math.ceil((bytes.length * 8) / 5));
+  let n = 0;
   let bits = 0;
   let value = 0;
   for (const b of bytes) {
-    value = (value << 8) | b;
+    value = ((value << 8) | b) & 0xffff;
     bits += 8;
     while (bits >= 5) {
-      out += B32[(value >>> (bits - 5)) & 31]!;
+      out[n++] = B32_CODES[(value >>> (bits - 5)) & 31]!;
       bits -= 5;
     }
   }
-  if (bits > 0) out += B32[(value << (5 - bits)) & 31]!;
-  return out;
+  if (bits > 0) out[n++] = B32_CODES[(value << (5 - bits)) & 31]!;
+  return ASCII.decode(out.subarray(0, n));
 }
 
 export function fromBase32(text: string, field = 'base32'): Uint8Array {

@@ -14,7 +14,8 @@ export type StoreErrorCode =
   | 'STORE_OTHER_FAMILY'
   | 'STORE_REVOKED'
   | 'STORE_TOMBSTONED'
-  | 'STORE_CLOSED';
+  | 'STORE_CLOSED'
+  | 'STORE_SYNC_FAILED';
 
 /** A refused store operation (not a bug): stable code, one-line message. */
 export class StoreError extends CodedError<StoreErrorCode> {}

@@ -1,5 +1,14 @@
 // Embedded gateway store on better-sqlite3: ciphertext and pseudonymous ids only, group-committed durable writes [PLK-12].
-import { chmodSync, closeSync, existsSync, mkdirSync, openSync, statSync } from 'node:fs';
+import {
+  chmodSync,
+  closeSync,
+  existsSync,
+  fdatasync,
+  fstatSync,
+  mkdirSync,
+  openSync,
+  statSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { EndpointId } from '../../shared/types.ts';
@@ -36,6 +45,12 @@ export const STORE_FILE = 'gateway.db';
  */
 const LAZY_OPS: ReadonlySet<string> = new Set(['markDelivered', 'setAside']);
 const LAZY_COMMIT_MS = 20;
+
+/**
+ * PLK_STORE_SYNC=inline (A/B benchmarks only, docs/LOADTEST.md): the previous design, equally
+ * durable — synchronous=FULL, SQLite fsyncs inside each commit on the event loop.
+ */
+const INLINE_SYNC = process.env.PLK_STORE_SYNC === 'inline';
 
 /**
  * PLK_STORE_TRACE=1: once a second, commits, jobs per commit and commit durations on stderr (load-test
@@ -211,6 +226,7 @@ export function openDatabase(path: string, busyTimeoutMs = 5000): Database.Datab
   // commit, so a power loss can roll back the last committed transactions — clips we already
   // PUBACKed would vanish and their sequence numbers would become replayable. FULL fsyncs the WAL
   // at every commit; group commit (below) keeps that cost at one fsync per batch, not per clip.
+  // SqliteStore alone switches to NORMAL because it syncs the WAL itself before settling a write.
   db.pragma('synchronous = FULL');
   // [PLK-12.5] Deleted rows and freed pages are overwritten with zeros, so erased ciphertext does not linger.
   db.pragma('secure_delete = ON');
@@ -482,7 +498,7 @@ export function checkpointTruncate(db: Database.Database): boolean {
 }
 
 /**
- * Runs `jobs` in one IMMEDIATE transaction (one fsync with synchronous=FULL), each in its own
+ * Runs `jobs` in one IMMEDIATE transaction (one fsync with synchronous=FULL; none with NORMAL, where the caller syncs), each in its own
  * savepoint so one refused write never undoes another. Throws only when the commit itself failed.
  */
 export function commitBatch<J>(
@@ -759,6 +775,16 @@ export class SqliteStore extends SqliteStoreBase {
   private commits = 0;
   private committedJobs = 0;
   private lazyTimer: NodeJS.Timeout | undefined;
+  /** Committed but not yet durable: settled once the WAL sync that covers them completes. */
+  private unsynced: { jobs: Job[]; outcomes: { ok: boolean; value: unknown }[] }[] = [];
+  private syncing = false;
+  private syncIdle: (() => void)[] = [];
+  private walFd: number | undefined;
+  private walIno = 0;
+  /** A failed fsync: what was written may not be on disk, and nothing more will be acknowledged. */
+  private syncError: StoreError | undefined;
+  /** WAL descriptors replaced by a reopen: closed with the store, never while SQLite has the file open. */
+  private retiredFds: number[] = [];
   protected readonly s: ReturnType<typeof prepareStatements>;
   private readonly ops: WriteOps;
 
@@ -770,6 +796,12 @@ export class SqliteStore extends SqliteStoreBase {
     migrate(this.db, MIGRATIONS);
     this.s = prepareStatements(this.db);
     this.ops = createWriteOps(this.db, this.s);
+    // [PLK-12.3] Commits write their WAL frames without an fsync (synchronous=NORMAL); the store
+    // makes them durable itself with fdatasync on the WAL from libuv's thread pool (syncWal), and
+    // settles a write only after that. The event loop never waits for the disk, and every commit
+    // made while one sync runs shares the next one.
+    if (INLINE_SYNC) this.db.pragma('synchronous = FULL');
+    else this.db.pragma('synchronous = NORMAL');
   }
 
   // ---- group commit ---------------------------------------------------------------------------
@@ -793,6 +825,7 @@ export class SqliteStore extends SqliteStoreBase {
    */
   private enqueue<T>(run: () => T, lazy = false): Promise<T> {
     if (this.closed) return Promise.reject(new StoreError('STORE_CLOSED', 'store is closed'));
+    if (this.syncError) return Promise.reject(this.syncError);
     return new Promise<T>((resolve, reject) => {
       this.queue.push({ run, resolve: resolve as (v: unknown) => void, reject });
       if (this.queue.length >= this.maxBatch) this.flush();
@@ -811,7 +844,7 @@ export class SqliteStore extends SqliteStoreBase {
     });
   }
 
-  /** Commits every queued write in one transaction (one fsync), then settles their promises. */
+  /** Commits every queued write in one transaction, then settles them once the WAL is synced. */
   private flush(): void {
     if (this.lazyTimer) {
       clearTimeout(this.lazyTimer);
@@ -829,16 +862,100 @@ export class SqliteStore extends SqliteStoreBase {
       return;
     }
     if (TRACE) traceCommit(jobs.length, performance.now() - tTrace);
-    this.commits++;
-    this.committedJobs += jobs.length;
-    for (let i = 0; i < jobs.length; i++) {
-      const o = outcomes[i]!;
-      if (o.ok) jobs[i]!.resolve(o.value);
-      else jobs[i]!.reject(o.value);
-    }
+    this.unsynced.push({ jobs, outcomes });
+    if (INLINE_SYNC) this.settleSynced(this.unsynced.splice(0));
+    else this.syncWal();
   }
 
-  /** Durable commits so far and the writes they held (group-commit size = jobs / commits). */
+  /**
+   * [PLK-12.3] One fdatasync of the WAL for everything committed so far, off the event loop; the
+   * writes it covers settle when it returns. Commits made meanwhile wait for the next one, which
+   * starts as soon as this one ends: at most one sync runs, and each covers all commits before it.
+   */
+  private syncWal(): void {
+    if (this.syncing || this.unsynced.length === 0) {
+      if (!this.syncing) for (const idle of this.syncIdle.splice(0)) idle();
+      return;
+    }
+    const groups = this.unsynced;
+    this.unsynced = [];
+    let fd: number | null;
+    try {
+      fd = this.walDescriptor();
+    } catch (err) {
+      this.failSync(groups, err);
+      return;
+    }
+    if (fd === null) {
+      // No WAL at all: SQLite checkpointed every frame into the database and synced it.
+      this.settleSynced(groups);
+      return;
+    }
+    this.syncing = true;
+    fdatasync(fd, (err) => {
+      this.syncing = false;
+      if (err) {
+        this.failSync(groups, err);
+        return;
+      }
+      this.settleSynced(groups);
+    });
+  }
+
+  private settleSynced(groups: { jobs: Job[]; outcomes: { ok: boolean; value: unknown }[] }[]): void {
+    this.commits++;
+    for (const { jobs, outcomes } of groups) {
+      this.committedJobs += jobs.length;
+      for (let i = 0; i < jobs.length; i++) {
+        const o = outcomes[i]!;
+        if (o.ok) jobs[i]!.resolve(o.value);
+        else jobs[i]!.reject(o.value);
+      }
+    }
+    this.syncWal();
+  }
+
+  /**
+   * The WAL file, opened once and kept open for the life of the store (closing a second descriptor
+   * of a file SQLite locks would drop its locks; the WAL is not locked, but it is cheap to be safe),
+   * reopened only if the path now names another file.
+   */
+  private walDescriptor(): number | null {
+    const walPath = `${this.path}-wal`;
+    const st = statSync(walPath, { throwIfNoEntry: false });
+    if (!st) return null;
+    if (this.walFd !== undefined && st.ino === this.walIno) return this.walFd;
+    const fd = openSync(walPath, 'r');
+    if (this.walFd !== undefined) this.retiredFds.push(this.walFd);
+    this.walFd = fd;
+    this.walIno = fstatSync(fd).ino;
+    return fd;
+  }
+
+  /**
+   * A failed fsync may have lost the pages it was writing, and a retry can report success for pages
+   * that never reached the disk: no write it covered is acknowledged, and the store takes no more.
+   */
+  private failSync(groups: { jobs: Job[] }[], cause: unknown): void {
+    this.syncError = new StoreError(
+      'STORE_SYNC_FAILED',
+      `store: the WAL could not be synced to disk (${String(cause)})`,
+      {
+        cause,
+      },
+    );
+    for (const { jobs } of groups) for (const job of jobs) job.reject(this.syncError);
+    for (const { jobs } of this.unsynced.splice(0)) for (const job of jobs) job.reject(this.syncError);
+    for (const idle of this.syncIdle.splice(0)) idle();
+  }
+
+  /** Resolves when every commit made so far is durable (or has failed). */
+  private synced(): Promise<void> {
+    if (!this.syncing && this.unsynced.length === 0) return Promise.resolve();
+    return new Promise((resolve) => this.syncIdle.push(resolve));
+  }
+
+  /** Durable syncs so far and the writes they covered (group-commit size = jobs / commits). */
   commitStats(): { commits: number; jobs: number } {
     return { commits: this.commits, jobs: this.committedJobs };
   }
@@ -859,7 +976,11 @@ export class SqliteStore extends SqliteStoreBase {
     if (this.closed) return;
     this.flush();
     this.closed = true;
+    await this.synced();
     this.db.close();
+    for (const fd of [...this.retiredFds, ...(this.walFd === undefined ? [] : [this.walFd])]) closeSync(fd);
+    this.retiredFds = [];
+    this.walFd = undefined;
   }
 }
 

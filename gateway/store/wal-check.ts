@@ -19,8 +19,8 @@ import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
  *   the beginning with new salts after a complete checkpoint) — normal;
  * - a partial frame, or invalid / uncommitted frames of the current salts after the last commit,
  *   with no further committed transaction behind them: the last transaction torn by a crash
- *   before its commit was durable (never acknowledged: with synchronous=FULL the commit returns
- *   only after the fsync) — normal, SQLite rolls it back;
+ *   before its commit was durable (never acknowledged: a write settles only after the WAL
+ *   fsync that covers it) — normal, SQLite rolls it back;
  * - an invalid frame followed by intact frames of the same log (same salts, each checksum chaining
  *   from the stored checksum of the frame before it) that commit LATER transactions: those were
  *   durable and acknowledged, and SQLite would drop them without a word — damage.

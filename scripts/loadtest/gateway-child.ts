@@ -1,10 +1,13 @@
 // Child-process host for a load-test target (`--gateway forked`, bare Aedes in bench): own event loop, CPU, memory, file descriptors.
+import { join } from 'node:path';
+import { writeHeapSnapshot } from 'node:v8';
 import type { FamilyRegistration } from '../../gateway/admin.ts';
 import { startEmbeddedGateway, startPlainAedes } from './targets.ts';
 
 type Request =
   | { readonly type: 'provision'; readonly families: readonly FamilyRegistration[] }
   | { readonly type: 'counters' }
+  | { readonly type: 'memory' }
   | { readonly type: 'close' };
 
 const send = (m: unknown): void => {
@@ -25,6 +28,13 @@ process.on('message', (m: Request) => {
     );
   } else if (m.type === 'counters') {
     gw.counters().then((c) => send({ type: 'counters', counters: c }));
+  } else if (m.type === 'memory') {
+    // After a full collection when the child runs with --expose-gc (bench:idle): live heap, not garbage.
+    (globalThis as { gc?: () => void }).gc?.();
+    // PLK_HEAP_SNAPSHOT_DIR: also a heap snapshot per sample, to diff what each connection keeps (docs/LOADTEST.md).
+    const snapDir = process.env.PLK_HEAP_SNAPSHOT_DIR;
+    if (snapDir) writeHeapSnapshot(join(snapDir, `${Date.now()}.heapsnapshot`));
+    send({ type: 'memory', memory: process.memoryUsage() });
   } else if (m.type === 'close') {
     gw.close().then(() => {
       send({ type: 'closed' });

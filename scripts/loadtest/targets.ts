@@ -132,6 +132,8 @@ export async function startEmbeddedGateway(): Promise<EmbeddedGateway> {
 
 export interface ForkedGateway extends Target {
   provision(families: readonly FamilyRegistration[]): Promise<void>;
+  /** The child's memory, after a full garbage collection. */
+  memory(): Promise<NodeJS.MemoryUsage>;
   readonly pid: number;
 }
 
@@ -144,6 +146,8 @@ export async function startForkedGateway(
   opts: { cpuProfDir?: string } = {},
 ): Promise<ForkedGateway> {
   const prof = opts.cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', opts.cpuProfDir] : [];
+  // --expose-gc: memory() reports the live heap after a full collection (bench:idle).
+  prof.push('--expose-gc');
   const child = forkModule(import.meta.url, 'gateway-child', [what], {
     execArgv: prof,
     serialization: 'advanced',
@@ -187,6 +191,10 @@ export async function startForkedGateway(
     async counters() {
       child.send({ type: 'counters' });
       return (await waitFor<{ counters: Record<string, number> }>('counters', 10_000)).counters;
+    },
+    async memory() {
+      child.send({ type: 'memory' });
+      return (await waitFor<{ memory: NodeJS.MemoryUsage }>('memory', 30_000)).memory;
     },
     async close() {
       if (child.exitCode !== null) return;
