@@ -38,6 +38,7 @@ const program = new Command('bench:idle')
     'which systems to run: gateway, aedes (the bare-Aedes reference) or both',
     'gateway,aedes',
   )
+  .option('--cpu-prof <dir>', "write the gateway's V8 CPU profile (node --cpu-prof) into DIR")
   .option('--quick', 'shorthand for --toys 10000 --hold 3')
   .parse();
 const o = program.opts<{
@@ -48,6 +49,7 @@ const o = program.opts<{
   perSource: number;
   targets: string;
   quick?: boolean;
+  cpuProf?: string;
 }>();
 const ASKED = o.quick ? Math.min(o.toys, 10_000) : o.toys;
 /** Descriptors each side keeps besides the toys' sockets (listeners, SQLite, pipes, node itself). */
@@ -315,7 +317,7 @@ async function main(): Promise<void> {
     }
   }
   for (const target of targets as ('gateway' | 'aedes')[]) {
-    const gw = await startForkedGateway(target);
+    const gw = await startForkedGateway(target, target === 'gateway' && o.cpuProf ? { cpuProfDir: o.cpuProf } : {});
     try {
       const limited = raiseFileLimit(gw.pid, TOYS + FD_SLACK);
       const pinnedSut = pin(gw.pid, 0);
