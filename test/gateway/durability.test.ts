@@ -15,7 +15,11 @@ import { makeClip } from './helpers/harness.ts';
 
 const FIXTURE = join(import.meta.dirname, 'fixtures', 'gateway-child.ts');
 
-function startChild(dir: string, wrapper: string[] = []): Promise<{ child: ChildProcess; port: number }> {
+function startChild(
+  dir: string,
+  wrapper: string[] = [],
+  env: Record<string, string> = {},
+): Promise<{ child: ChildProcess; port: number }> {
   const command = [
     process.execPath,
     '--import',
@@ -34,7 +38,10 @@ function startChild(dir: string, wrapper: string[] = []): Promise<{ child: Child
     'warn',
   ];
   const all = [...wrapper, ...command];
-  const child = spawn(all[0]!, all.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(all[0]!, all.slice(1), {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...env },
+  });
   return new Promise((resolve, reject) => {
     let out = '';
     let err = '';
@@ -142,80 +149,81 @@ describe('durability across SIGKILL', () => {
     await new Promise((r) => second.child.once('exit', r));
   }, 60_000);
 
-  it('sends no PUBACK before a WAL sync that began after its PUBLISH was sent (the gateway traced with strace)', async () => {
-    const st = spawnSync('strace', ['-V'], { stdio: 'ignore' });
-    if (st.status !== 0) throw new Error('strace is missing: apt-get install strace (.ci/run installs it)');
-    const { dir, gwId, toy, mum, dad } = await provisionedDir();
-    const trace = join(dir, 'strace.txt');
-    // Only the sync calls are traced (seccomp filter): the gateway runs at nearly full speed.
-    const { child, port } = await startChild(dir, [
-      'strace',
-      '-f',
-      '--seccomp-bpf',
-      '-ttt',
-      '-y',
-      '-e',
-      'trace=fdatasync,fsync',
-      '-o',
-      trace,
-    ]);
-    const traced = (): number[] => {
-      try {
-        return readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8')
-          .trim()
-          .split(/\s+/)
-          .map(Number);
-      } catch {
-        return [];
-      }
-    };
-    cleanup.push(() => {
-      for (const pid of traced()) if (pid > 0) process.kill(pid, 'SIGKILL');
-      child.kill('SIGKILL');
-    });
-    const conn = await connectEndpoint({
-      url: `mqtt://127.0.0.1:${port}`,
-      identity: toy,
-      gateway: publicPart(gwId),
-    });
-    const wallUs = () => (performance.timeOrigin + performance.now()) * 1000;
-    const windows: { sent: number; acked: number }[] = [];
-    let seq = 0;
-    // Bursts of different sizes: lone clips, and clips sharing group commits while a sync runs.
-    for (const burst of [1, 1, 8, 3, 20, 1, 12]) {
-      await Promise.all(
-        Array.from({ length: burst }, async () => {
-          const clip = makeClip(toy, [mum, dad], { sequence: ++seq, oggBytes: 6000 });
-          const sent = wallUs();
-          await conn.publishClip(clip);
-          windows.push({ sent, acked: wallUs() });
-        }),
+  it.each([
+    ['inline', 'SQLite syncs inside each commit'],
+    ['thread', 'the store syncs in the thread pool'],
+  ])(
+    'sends no PUBACK before a WAL sync that began after its PUBLISH was sent (strace; sync %s: %s)',
+    async (mode) => {
+      const st = spawnSync('strace', ['-V'], { stdio: 'ignore' });
+      if (st.status !== 0) throw new Error('strace is missing: apt-get install strace (.ci/run installs it)');
+      const { dir, gwId, toy, mum, dad } = await provisionedDir();
+      const trace = join(dir, 'strace.txt');
+      // Only the sync calls are traced (seccomp filter): the gateway runs at nearly full speed.
+      const { child, port } = await startChild(
+        dir,
+        ['strace', '-f', '--seccomp-bpf', '-ttt', '-y', '-e', 'trace=fdatasync,fsync', '-o', trace],
+        { PLK_STORE_SYNC: mode },
       );
-    }
-    await conn.close();
-    const [gatewayPid] = traced();
-    expect(gatewayPid).toBeGreaterThan(0);
-    process.kill(gatewayPid!, 'SIGTERM');
-    await new Promise((r) => child.once('exit', r));
-
-    // strace -ttt: one line per call, or an "unfinished" line and a "resumed" line when threads interleave.
-    const syncs: { start: number; end: number }[] = [];
-    const open = new Map<string, number>();
-    for (const line of readFileSync(trace, 'utf8').split('\n')) {
-      const m = /^(\d+)\s+(\d+\.\d+) (.*)$/.exec(line);
-      if (!m) continue;
-      const [, pid, ts, rest] = m as unknown as [string, string, string, string];
-      const at = Number(ts) * 1e6;
-      if (/^f(data)?sync\(\d+<[^>]*gateway\.db-wal>\) = 0/.test(rest!)) syncs.push({ start: at, end: at });
-      else if (/^f(data)?sync\(\d+<[^>]*gateway\.db-wal> <unfinished/.test(rest!)) open.set(pid!, at);
-      else if (/^<\.\.\. f(data)?sync resumed>\) += 0/.test(rest!) && open.has(pid!)) {
-        syncs.push({ start: open.get(pid!)!, end: at });
-        open.delete(pid!);
+      const traced = (): number[] => {
+        try {
+          return readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8')
+            .trim()
+            .split(/\s+/)
+            .map(Number);
+        } catch {
+          return [];
+        }
+      };
+      cleanup.push(() => {
+        for (const pid of traced()) if (pid > 0) process.kill(pid, 'SIGKILL');
+        child.kill('SIGKILL');
+      });
+      const conn = await connectEndpoint({
+        url: `mqtt://127.0.0.1:${port}`,
+        identity: toy,
+        gateway: publicPart(gwId),
+      });
+      const wallUs = () => (performance.timeOrigin + performance.now()) * 1000;
+      const windows: { sent: number; acked: number }[] = [];
+      let seq = 0;
+      // Bursts of different sizes: lone clips, and clips sharing group commits while a sync runs.
+      for (const burst of [1, 1, 8, 3, 20, 1, 12]) {
+        await Promise.all(
+          Array.from({ length: burst }, async () => {
+            const clip = makeClip(toy, [mum, dad], { sequence: ++seq, oggBytes: 6000 });
+            const sent = wallUs();
+            await conn.publishClip(clip);
+            windows.push({ sent, acked: wallUs() });
+          }),
+        );
       }
-    }
-    console.log(`durability: ${windows.length} clips, ${syncs.length} WAL syncs traced`);
-    expect(syncs.length).toBeGreaterThan(0);
-    const unsynced = windows.filter((w) => !syncs.some((x) => x.start > w.sent && x.end < w.acked));
-    expect(unsynced).toEqual([]);
-  }, 60_000);
+      await conn.close();
+      const [gatewayPid] = traced();
+      expect(gatewayPid).toBeGreaterThan(0);
+      process.kill(gatewayPid!, 'SIGTERM');
+      await new Promise((r) => child.once('exit', r));
+
+      // strace -ttt: one line per call, or an "unfinished" line and a "resumed" line when threads interleave.
+      const syncs: { start: number; end: number }[] = [];
+      const open = new Map<string, number>();
+      for (const line of readFileSync(trace, 'utf8').split('\n')) {
+        const m = /^(\d+)\s+(\d+\.\d+) (.*)$/.exec(line);
+        if (!m) continue;
+        const [, pid, ts, rest] = m as unknown as [string, string, string, string];
+        const at = Number(ts) * 1e6;
+        if (/^f(data)?sync\(\d+<[^>]*gateway\.db-wal>\) = 0/.test(rest!)) syncs.push({ start: at, end: at });
+        else if (/^f(data)?sync\(\d+<[^>]*gateway\.db-wal> <unfinished/.test(rest!)) open.set(pid!, at);
+        else if (/^<\.\.\. f(data)?sync resumed>\) += 0/.test(rest!) && open.has(pid!)) {
+          syncs.push({ start: open.get(pid!)!, end: at });
+          open.delete(pid!);
+        }
+      }
+      console.log(`durability: ${windows.length} clips, ${syncs.length} WAL syncs traced`);
+      expect(syncs.length).toBeGreaterThan(0);
+      const unsynced = windows.filter((w) => !syncs.some((x) => x.start > w.sent && x.end < w.acked));
+      expect(unsynced).toEqual([]);
+    },
+    60_000,
+  );
 });

@@ -26,6 +26,9 @@ afterAll(() => {
 });
 
 runStoreContract('SqliteStore', async () => openSqliteStore(tempDir()));
+runStoreContract('SqliteStore (WAL synced in the thread pool)', async () =>
+  openSqliteStore(tempDir(), { sync: 'thread' }),
+);
 runStoreContract('WorkerSqliteStore', async () => openWorkerSqliteStore(tempDir()));
 runStoreContract('MemoryStore', async () => new MemoryStore());
 
@@ -54,14 +57,13 @@ function windows(b: Uint8Array, size = 48): Buffer[] {
 }
 
 describe('SqliteStore specifics', () => {
-  it('creates the directory 0700 and the database 0600, in WAL mode (synced by the store itself) with secure_delete', async () => {
+  it('creates the directory 0700 and the database 0600, in WAL mode with FULL sync and secure_delete', async () => {
     const dir = join(tempDir(), 'data');
     const store = openSqliteStore(dir);
     expect(statSync(dir).mode & 0o777).toBe(0o700);
     expect(statSync(join(dir, 'gateway.db')).mode & 0o777).toBe(0o600);
     expect(store.db.pragma('journal_mode', { simple: true })).toBe('wal');
-    // NORMAL: commits do not fsync; the store fdatasyncs the WAL off the event loop before settling [PLK-12.3].
-    expect(store.db.pragma('synchronous', { simple: true })).toBe(1);
+    expect(store.db.pragma('synchronous', { simple: true })).toBe(2);
     expect(store.db.pragma('secure_delete', { simple: true })).toBe(1);
     expect(store.db.pragma('foreign_keys', { simple: true })).toBe(1);
     const version = store.db.prepare('SELECT max(version) AS v FROM schema_version').get() as { v: number };
@@ -252,9 +254,15 @@ describe('SqliteStore specifics', () => {
     check(dbBytes(dir));
   });
 
-  it('a failed WAL sync acknowledges nothing it covered and fails every later write closed', async () => {
+  it('sync: thread commits with synchronous=NORMAL: the store itself syncs the WAL before settling [PLK-12.3]', async () => {
+    const store = openSqliteStore(tempDir(), { sync: 'thread' });
+    expect(store.db.pragma('synchronous', { simple: true })).toBe(1);
+    await store.close();
+  });
+
+  it('a failed WAL sync (sync: thread) acknowledges nothing it covered and fails every later write closed', async () => {
     const dir = tempDir();
-    const store = openSqliteStore(dir);
+    const store = openSqliteStore(dir, { sync: 'thread' });
     const toy = newEndpoint('toy');
     const mum = newEndpoint('parent');
     await store.addEndpoint(toy);
@@ -328,7 +336,7 @@ describe('WorkerSqliteStore specifics', () => {
     expect((await Promise.all(writes)).every((r) => r.ok)).toBe(true);
     await expect(store.getEndpoint(toy.id)).rejects.toThrow(/closed/);
     const again = openSqliteStore(dir);
-    expect(again.db.pragma('synchronous', { simple: true })).toBe(1);
+    expect(again.db.pragma('synchronous', { simple: true })).toBe(2);
     expect(await again.lastSequence(toy.id)).toBe(200);
     const pending = await again.pendingFor(mum.id, 500);
     expect(pending).toHaveLength(200);
