@@ -1,5 +1,18 @@
-// What toys and parent apps share: the connect state machine with backoff, push-to-talk → sealed envelope → outbox → QoS 1, and the inbox (open → play → receipt).
+// What toys and parent apps share: the connect state machine with backoff, push-to-talk → sealed envelope (or v2 chunks) → outbox → QoS 1, and the inbox (open → play → receipt).
 import { toHex } from '../shared/bytes.ts';
+import {
+  CHUNK_LIMITS,
+  CHUNKED_VERSION,
+  ChunkedClipSealer,
+  ChunkReceiver,
+  type CompletedClip,
+  chunkDeliveryId,
+  decodeChunk,
+  type FailedClip,
+  type PlayableChunk,
+  type ReceiveResult,
+  resealChunks,
+} from '../shared/chunked.ts';
 import {
   type CodecParams,
   decodeClip,
@@ -9,7 +22,7 @@ import {
 } from '../shared/envelope.ts';
 import { isPlushlinkError, PlushlinkError } from '../shared/errors.ts';
 import type { PrivateIdentity, PublicIdentity } from '../shared/identity.ts';
-import { MSG } from '../shared/limits.ts';
+import { MSG, PROTOCOL_VERSION } from '../shared/limits.ts';
 import { seededRandom, systemRandom } from '../shared/random.ts';
 import { createReceipt, decodeReceipt, type ReceiptStatus, verifyReceipt } from '../shared/receipt.ts';
 import { verifyRoster } from '../shared/roster.ts';
@@ -18,6 +31,7 @@ import type { EndpointId, RandomSource } from '../shared/types.ts';
 import { Backoff, type BackoffOptions } from './backoff.ts';
 import { type DeviceClock, realClock } from './clock.ts';
 import { CodecError } from './codec/errors.ts';
+import { ChunkPlayer, splitOggIntoChunks } from './codec/ogg-chunks.ts';
 import { normalizeEncoderSettings, type OpusEncoderSettings } from './codec/opus.ts';
 import type { EncoderPool } from './codec/pool.ts';
 import { TypedEmitter } from './events.ts';
@@ -43,17 +57,62 @@ export interface EndpointEvents {
     readonly recipients: readonly EndpointId[];
     /** The Ogg Opus bytes that were sealed (what every recipient must get back bit for bit). */
     readonly ogg: Uint8Array;
+    /** [PLK-14] Protocol version of the clip (absent: 1) and, for version 2, its number of chunks. */
+    readonly version?: number;
+    readonly chunks?: number;
   };
+  /**
+   * `clipId` is what the outbox and receipts name: a v1 clip id, or a v2 chunk's delivery id, in
+   * which case `chunk` says which clip and chunk it is [PLK-14.9].
+   */
   published: {
     readonly clipId: string;
     readonly sequence: number;
     readonly bytes: number;
     readonly attempt: number;
+    readonly chunk?: ChunkRef;
   };
   /** PUBACK: the gateway has durably stored the envelope [PLK-12.3]. `ms` since sealing. */
-  acked: { readonly clipId: string; readonly sequence: number; readonly ms: number };
+  acked: {
+    readonly clipId: string;
+    readonly sequence: number;
+    readonly ms: number;
+    readonly chunk?: ChunkRef;
+  };
   /** A recipient's receipt for one of our clips came back: `ms` from sealing to receipt arrival. */
-  delivered: { readonly clipId: string; readonly recipient: EndpointId; readonly ms: number };
+  delivered: {
+    readonly clipId: string;
+    readonly recipient: EndpointId;
+    readonly ms: number;
+    readonly chunk?: ChunkRef;
+  };
+  /**
+   * [PLK-14.8] A chunk of a v2 clip verified and played, in index order (index 0: playback begins).
+   * `playableMs` is the clip's audio played so far; `latencyMs` is from the clip's start (chunk
+   * 0 sealed, sender clock) to now; `duplicate` chunks are not played again.
+   */
+  chunk: {
+    readonly clipId: string;
+    readonly sender: EndpointId;
+    readonly index: number;
+    readonly final: boolean;
+    readonly sequence: number;
+    readonly playableMs: number;
+    readonly latencyMs: number;
+    readonly bytes: number;
+    readonly duplicate: boolean;
+  };
+  /**
+   * [PLK-14.8] A v2 clip or chunk went wrong: truncated, reordered, replayed, a broken chain, ...
+   * (`error.code`). `fatal: false` is a notice (a chunk arrived early and is held).
+   */
+  chunkError: {
+    readonly clipId: string;
+    readonly sender: EndpointId;
+    readonly index?: number;
+    readonly error: PlushlinkError;
+    readonly fatal: boolean;
+  };
   received: {
     readonly clipId: string;
     readonly sender: EndpointId;
@@ -84,6 +143,23 @@ export interface EndpointEvents {
   error: { readonly where: string; readonly error: Error };
   /** A firmware release from the inbox was installed, was already installed, or was refused (with its reason) [PLK-13.4]. */
   firmware: FirmwareReport;
+}
+
+/** Which clip and chunk a v2 outbox entry or receipt is [PLK-14.9]. */
+export interface ChunkRef {
+  /** Hex of the clip id. */
+  readonly clipId: string;
+  readonly index: number;
+  readonly final: boolean;
+}
+
+/** [PLK-14] What this endpoint sends: v1 envelopes (the default) or v2 chunked clips (experimental). */
+export interface ProtocolOptions {
+  readonly version: 1 | 2;
+  /** [PLK-14.6] Chunk length for version 2, ms (250..10 000); default 1000. */
+  readonly chunkMs?: number;
+  /** [PLK-14.3] Pad every chunk to at least this many bytes (one bucket for the whole clip); default 0: each its own bucket. */
+  readonly padTo?: number;
 }
 
 export interface EndpointOptions {
@@ -123,15 +199,25 @@ export interface EndpointOptions {
   readonly dedupWindow?: number;
   /** Checks and installs vendor-signed firmware from the inbox [PLK-13.5]; firmware messages are ignored without it. */
   readonly firmware?: FirmwareUpdater;
+  /** [PLK-14] Protocol of the clips this endpoint sends; default version 1. Both versions are always received. */
+  readonly protocol?: ProtocolOptions;
+  /** [PLK-14.8] A v2 clip with no chunk for this long is truncated (and a held chunk given up); default 30 s. */
+  readonly chunkIdleMs?: number;
 }
 
 export interface RecordResult {
   readonly clipId: string;
   readonly sequence: number;
+  /** The envelope (v1), or chunk 0 (v2). */
   readonly envelope: Uint8Array;
   readonly ogg: Uint8Array;
   readonly durationMs: number;
+  /** [PLK-14] Version 2: every chunk, in order. */
+  readonly chunks?: readonly Uint8Array[];
 }
+
+/** [PLK-14.8] Default idle limit of a chunked clip in progress. */
+export const CHUNK_IDLE_MS = 30_000;
 
 /** How long a new connection waits for the gateway's roster before it publishes anyway [PLK-4.6]. */
 export const ROSTER_WAIT_MS = 2000;
@@ -192,6 +278,16 @@ export abstract class Endpoint extends TypedEmitter<EndpointEvents> {
   private rosterChain: Promise<void> = Promise.resolve();
   /** Inbox work in progress (open → play → receipt): stop() lets it finish. */
   private readonly tasks = new Set<Promise<void>>();
+  /** [PLK-14.8] Version 2 receiving: chain verification, held chunks, players per clip, in-order inbox work. */
+  private chunkReceiver: ChunkReceiver | undefined;
+  private readonly chunkPlayers = new Map<string, ChunkPlayer>();
+  private readonly brokenClips = new Set<string>();
+  private chunkWork: Promise<void> = Promise.resolve();
+  private chunkTimer: { cancel(): void } | undefined;
+  /** Our own v2 chunks by delivery id (bounded), for events. */
+  private readonly chunkOf = new Map<string, ChunkRef>();
+  /** Clips (hex ids) whose chunks are still being sealed: not re-sealed meanwhile. */
+  private readonly sealing = new Set<string>();
 
   constructor(opts: EndpointOptions) {
     super();
@@ -210,6 +306,19 @@ export abstract class Endpoint extends TypedEmitter<EndpointEvents> {
     this.seen = new BoundedSet(opts.dedupWindow ?? 4096);
     if (opts.outbox instanceof Outbox) this.outboxValue = opts.outbox;
     this.outboxOptions = opts.outbox instanceof Outbox ? {} : (opts.outbox ?? {});
+    if (opts.protocol !== undefined) {
+      const v = opts.protocol.version;
+      if (v !== PROTOCOL_VERSION && v !== CHUNKED_VERSION)
+        throw new RangeError(`protocol.version must be 1 or 2, got ${String(v)}`);
+      const ms = opts.protocol.chunkMs ?? CHUNK_LIMITS.defaultChunkMs;
+      if (!Number.isInteger(ms) || ms < CHUNK_LIMITS.minChunkMs || ms > CHUNK_LIMITS.maxChunkMs)
+        throw new RangeError(
+          `protocol.chunkMs must be an integer in [${CHUNK_LIMITS.minChunkMs}, ${CHUNK_LIMITS.maxChunkMs}], got ${ms}`,
+        );
+      // A chunked clip takes one outbox entry per chunk: a minute at 250 ms is 240.
+      if (v === CHUNKED_VERSION && this.outboxOptions.maxItems === undefined)
+        this.outboxOptions = { ...this.outboxOptions, maxItems: 1024 };
+    }
     this.stateValue = 'unprovisioned';
     if (opts.identity && opts.gateway)
       this.provision({ identity: opts.identity, gateway: opts.gateway, family: opts.family ?? [] });
@@ -286,6 +395,8 @@ export abstract class Endpoint extends TypedEmitter<EndpointEvents> {
       const done = Promise.allSettled([...this.tasks]);
       await Promise.race([done, this.clock.sleep(2000)]);
     }
+    await this.chunkWork.catch(() => undefined);
+    this.closeChunks();
     this.abort?.abort();
     const link = this.link;
     if (link && !link.closed) await link.close().catch(() => undefined);
@@ -363,6 +474,8 @@ export abstract class Endpoint extends TypedEmitter<EndpointEvents> {
     const outbox = this.outboxValue;
     const recipients = to ?? this.defaultRecipients();
     if (recipients.length === 0) throw new PlushlinkError('PLK_E_FIELD', 'no recipients in the family');
+    if (this.opts.protocol?.version === CHUNKED_VERSION)
+      return this.recordChunked(seconds, input, recipients, identity, outbox);
     outbox.assertRoom(); // refuse before the work, not after
     if (this.opts.pacedRecording) await this.clock.sleep(seconds * 1000);
 
@@ -415,6 +528,111 @@ export abstract class Endpoint extends TypedEmitter<EndpointEvents> {
     this.rememberSent(clipId, createdAt);
     this.kick();
     return { clipId, sequence, envelope, ogg: encoded.ogg, durationMs };
+  }
+
+  /**
+   * [PLK-14.6] Version 2: the recording cut into chunks of the chunk length at Ogg page boundaries,
+   * each sealed with the next sequence number, queued and published at once — with
+   * `pacedRecording`, each as soon as its audio has been "recorded", as a streaming toy would.
+   */
+  private async recordChunked(
+    seconds: number,
+    input: AudioInput,
+    recipients: readonly PublicIdentity[],
+    identity: PrivateIdentity,
+    outbox: Outbox,
+  ): Promise<RecordResult> {
+    const chunkMs = this.opts.protocol?.chunkMs ?? CHUNK_LIMITS.defaultChunkMs;
+    outbox.assertRoomFor(Math.max(1, Math.ceil((seconds * 1000) / chunkMs))); // refuse before the work
+    const encoded =
+      input.kind === 'encoded'
+        ? input
+        : await recordAudio(seconds, input, this.encoderSettings, this.pool, this.random, {
+            pageMs: chunkMs,
+          });
+    const durationMs = Math.round(encoded.durationMs);
+    this.emit('recorded', { durationMs, oggBytes: encoded.ogg.length, packets: encoded.packets });
+    const pieces = splitOggIntoChunks(encoded.ogg, chunkMs);
+    outbox.assertRoomFor(pieces.length);
+    const sealer = new ChunkedClipSealer({
+      sender: identity,
+      recipients,
+      codec: {
+        codec: 'opus-ogg',
+        channels: this.encoderSettings.channels,
+        sampleRate: this.encoderSettings.sampleRate,
+        bitrate: this.encoderSettings.bitrate,
+        frameMs: this.encoderSettings.frameMs,
+      },
+      padTo: this.opts.protocol?.padTo ?? 0,
+      random: this.random,
+    });
+    const clipId = toHex(sealer.clipId);
+    const contentKey = sealer.contentKey();
+    const ids = recipients.map((r) => r.id);
+    const chunks: Uint8Array[] = [];
+    let firstSequence = 0;
+    this.sealing.add(clipId);
+    try {
+      for (let i = 0; i < pieces.length; i++) {
+        const piece = pieces[i]!;
+        if (this.opts.pacedRecording) await this.clock.sleep(piece.durationMs);
+        const final = i === pieces.length - 1;
+        const sequence = outbox.nextSequence();
+        if (i === 0) firstSequence = sequence;
+        const createdAt = this.clock.now();
+        const bytes = sealer.seal({
+          ogg: piece.ogg,
+          durationMs: piece.durationMs,
+          sequence,
+          createdAt,
+          final,
+        });
+        const deliveryId = toHex(chunkDeliveryId(sealer.clipId, i));
+        this.rememberChunk(deliveryId, { clipId, index: i, final });
+        await outbox.add({
+          clipId: deliveryId,
+          sequence,
+          createdAt,
+          durationMs: piece.durationMs,
+          recipients: ids,
+          envelope: bytes,
+          contentKey,
+        });
+        this.rememberSent(deliveryId, createdAt);
+        chunks.push(bytes);
+        this.kick();
+      }
+    } finally {
+      this.sealing.delete(clipId);
+      sealer.destroy();
+    }
+    this.emit('sealed', {
+      clipId,
+      sequence: firstSequence,
+      bytes: chunks.reduce((n, c) => n + c.length, 0),
+      oggBytes: encoded.ogg.length,
+      durationMs,
+      recipients: ids,
+      ogg: encoded.ogg,
+      version: CHUNKED_VERSION,
+      chunks: chunks.length,
+    });
+    return { clipId, sequence: firstSequence, envelope: chunks[0]!, ogg: encoded.ogg, durationMs, chunks };
+  }
+
+  private rememberChunk(deliveryId: string, ref: ChunkRef): void {
+    this.chunkOf.set(deliveryId, ref);
+    if (this.chunkOf.size > 4096) {
+      const first = this.chunkOf.keys().next();
+      if (!first.done) this.chunkOf.delete(first.value);
+    }
+  }
+
+  /** The `chunk` field of an event about outbox entry or receipt `id` (absent for v1 clips). */
+  private chunkField(id: string): { chunk?: ChunkRef } {
+    const ref = this.chunkOf.get(id);
+    return ref ? { chunk: ref } : {};
   }
 
   private rememberSent(clipId: string, at: number): void {
@@ -488,6 +706,7 @@ export abstract class Endpoint extends TypedEmitter<EndpointEvents> {
         sequence: item.sequence,
         bytes: item.envelope.length,
         attempt,
+        ...this.chunkField(item.clipId),
       });
       try {
         await link.publish(clipTopic(this.id), item.envelope);
@@ -512,7 +731,12 @@ export abstract class Endpoint extends TypedEmitter<EndpointEvents> {
     }
     if (removed) {
       const at = this.sentAt.get(item.clipId) ?? item.createdAt;
-      this.emit('acked', { clipId: item.clipId, sequence: item.sequence, ms: this.clock.now() - at });
+      this.emit('acked', {
+        clipId: item.clipId,
+        sequence: item.sequence,
+        ms: this.clock.now() - at,
+        ...this.chunkField(item.clipId),
+      });
     }
   }
 
@@ -525,6 +749,11 @@ export abstract class Endpoint extends TypedEmitter<EndpointEvents> {
     // [PLK-4.4] inbox payloads are told apart by their first byte; unknown types are ignored.
     switch (payload[0]) {
       case MSG.CLIP: {
+        // [PLK-14.1] the version byte picks the module: v2 chunks are verified chunk by chunk.
+        if (payload[1] === CHUNKED_VERSION) {
+          this.onChunk(payload);
+          return;
+        }
         const task = this.onClip(payload).catch((err: unknown) =>
           this.emit('error', { where: 'inbox', error: toError(err) }),
         );
@@ -597,6 +826,7 @@ export abstract class Endpoint extends TypedEmitter<EndpointEvents> {
     const wantIds = new Set(want.map((r) => r.id));
     let n = 0;
     for (const item of outbox.items()) {
+      if (item.envelope[1] === CHUNKED_VERSION) continue; // whole chunked clips, below
       const same = item.recipients.length === wantIds.size && item.recipients.every((r) => wantIds.has(r));
       if (same || item.clipId === this.inFlight) continue;
       if (!item.contentKey) {
@@ -620,6 +850,47 @@ export abstract class Endpoint extends TypedEmitter<EndpointEvents> {
         this.attempts.delete(item.clipId);
         n++;
       }
+    }
+    return n + (await this.resealChunkedOutbox(identity, outbox, want, wantIds));
+  }
+
+  /**
+   * [PLK-14.6] Queued v2 clips are re-sealed whole, and only while none of their chunks has been
+   * acknowledged (chunk 0 still queued, nothing in flight, no chunk still being recorded); a clip
+   * partly sent keeps its recipients.
+   */
+  private async resealChunkedOutbox(
+    identity: PrivateIdentity,
+    outbox: Outbox,
+    want: readonly PublicIdentity[],
+    wantIds: ReadonlySet<EndpointId>,
+  ): Promise<number> {
+    const clips = new Map<string, OutboxItem[]>();
+    for (const item of outbox.items()) {
+      if (item.envelope[1] !== CHUNKED_VERSION) continue;
+      const key = toHex(decodeChunk(item.envelope).header.clipId);
+      clips.set(key, [...(clips.get(key) ?? []), item]);
+    }
+    let n = 0;
+    for (const [clipId, items] of clips) {
+      const first = items[0]!;
+      const same = first.recipients.length === wantIds.size && first.recipients.every((r) => wantIds.has(r));
+      if (same || this.sealing.has(clipId) || items.some((it) => it.clipId === this.inFlight)) continue;
+      if (decodeChunk(first.envelope).header.index !== 0) continue;
+      if (!first.contentKey) continue;
+      const chunks = resealChunks({
+        sender: identity,
+        chunks: items.map((it) => it.envelope),
+        contentKey: first.contentKey,
+        recipients: want,
+        random: this.random,
+      });
+      for (let i = 0; i < items.length; i++) {
+        const item = items[i]!;
+        if (await outbox.replace({ ...item, envelope: chunks[i]!, recipients: want.map((r) => r.id) }))
+          this.attempts.delete(item.clipId);
+      }
+      n++;
     }
     return n;
   }
@@ -682,6 +953,193 @@ export abstract class Endpoint extends TypedEmitter<EndpointEvents> {
     await this.sendReceipt(header.sender, header.clipId, now);
   }
 
+  // -------------------------------------------------------------------------------------------
+  // Receiving version 2 [PLK-14.8]
+
+  /** One chunk: verified at once (in arrival order); playing, receipts and events follow in order. */
+  private onChunk(payload: Uint8Array): void {
+    const identity = this.identityValue;
+    if (!identity) return;
+    this.chunkReceiver ??= new ChunkReceiver({
+      recipient: identity,
+      senders: (id) => this.familyById.get(id),
+    });
+    const now = this.clock.now();
+    const result = this.chunkReceiver.receive(payload, now);
+    this.scheduleChunkExpiry();
+    this.queueChunkWork(() => this.handleChunks(result, now));
+  }
+
+  private queueChunkWork(fn: () => Promise<void>): void {
+    const task = this.chunkWork
+      .then(fn)
+      .catch((err: unknown) => this.emit('error', { where: 'inbox', error: toError(err) }));
+    this.chunkWork = task;
+    this.tasks.add(task);
+    void task.finally(() => this.tasks.delete(task));
+  }
+
+  private async handleChunks(r: ReceiveResult, now: number): Promise<void> {
+    const chunk = r.chunk;
+    if (r.outcome === 'refused') {
+      if (!chunk) throw r.error ?? new PlushlinkError('PLK_E_FIELD', 'chunk refused');
+      const h = chunk.header;
+      // [PLK-14.9] unopenable: the gateway sets the delivery aside rather than resend it.
+      await this.sendReceipt(h.sender, chunk.deliveryId, now, 'unopenable');
+      if (r.error)
+        this.emit('chunkError', {
+          clipId: toHex(h.clipId),
+          sender: h.sender,
+          index: h.index,
+          error: r.error,
+          fatal: true,
+        });
+    } else if (r.outcome === 'held' && chunk && r.error) {
+      const h = chunk.header;
+      this.emit('chunkError', {
+        clipId: toHex(h.clipId),
+        sender: h.sender,
+        index: h.index,
+        error: r.error,
+        fatal: false,
+      });
+    } else if (r.outcome === 'duplicate' && chunk) {
+      const h = chunk.header;
+      this.emit('chunk', {
+        clipId: toHex(h.clipId),
+        sender: h.sender,
+        index: h.index,
+        final: h.final,
+        sequence: h.sequence,
+        playableMs: 0,
+        latencyMs: now - h.createdAt,
+        bytes: chunk.size,
+        duplicate: true,
+      });
+      // [PLK-8.2] duplicates are receipted again.
+      await this.sendReceipt(h.sender, chunk.deliveryId, now);
+    }
+    for (const p of r.playable) await this.playChunk(p, now);
+    for (const f of r.failed) this.chunkFailed(f, f.error === r.error);
+    for (const d of r.dropped) await this.sendReceipt(d.sender, d.deliveryId, now, 'unopenable');
+    for (const c of r.completed) await this.chunkedClipDone(c, now);
+  }
+
+  /** A verified chunk in index order: decoded with the clip's streaming player, then receipted. */
+  private async playChunk(p: PlayableChunk, now: number): Promise<void> {
+    const key = `${p.sender}:${p.clipId}`;
+    if (this.brokenClips.has(key)) {
+      await this.sendReceipt(p.sender, p.deliveryId, now, 'unopenable');
+      return;
+    }
+    if (this.opts.decodeReceived ?? true) {
+      let player = this.chunkPlayers.get(key);
+      if (!player) {
+        player = new ChunkPlayer();
+        this.chunkPlayers.set(key, player);
+      }
+      try {
+        player.push(p.ogg);
+      } catch (err) {
+        if (!(err instanceof CodecError)) throw err;
+        // Signed audio that does not play is as unopenable as audio that does not decrypt [PLK-6.3].
+        player.destroy();
+        this.chunkPlayers.delete(key);
+        this.brokenClips.add(key);
+        if (this.brokenClips.size > 1024)
+          this.brokenClips.delete(this.brokenClips.values().next().value ?? key);
+        await this.sendReceipt(p.sender, p.deliveryId, now, 'unopenable');
+        this.emit('unopenable', { clipId: p.clipId, sender: p.sender, reason: err.message });
+        return;
+      }
+    }
+    this.emit('chunk', {
+      clipId: p.clipId,
+      sender: p.sender,
+      index: p.index,
+      final: p.final,
+      sequence: p.sequence,
+      playableMs: p.playableMs,
+      latencyMs: now - p.clipCreatedAt,
+      bytes: p.bytes,
+      duplicate: false,
+    });
+    await this.sendReceipt(p.sender, p.deliveryId, now);
+  }
+
+  private chunkFailed(f: FailedClip, reported: boolean): void {
+    const key = `${f.sender}:${f.clipId}`;
+    this.chunkPlayers.get(key)?.destroy();
+    this.chunkPlayers.delete(key);
+    if (!reported)
+      this.emit('chunkError', { clipId: f.clipId, sender: f.sender, error: f.error, fatal: true });
+  }
+
+  /** The final chunk played: the whole clip is received (and, with playDir, written as one .opus file). */
+  private async chunkedClipDone(c: CompletedClip, now: number): Promise<void> {
+    const key = `${c.sender}:${c.clipId}`;
+    const player = this.chunkPlayers.get(key);
+    this.chunkPlayers.delete(key);
+    const decodedMs = player ? Math.round(player.playedMs) : 0;
+    player?.destroy();
+    if (this.brokenClips.has(key)) return;
+    this.emit('received', {
+      clipId: c.clipId,
+      sender: c.sender,
+      sequence: c.firstSequence,
+      durationMs: c.durationMs,
+      oggBytes: c.ogg.length,
+      envelopeBytes: c.bytes,
+      latencyMs: now - c.createdAt,
+      duplicate: false,
+      ogg: c.ogg,
+    });
+    const played = await playClip(
+      {
+        playDir: this.opts.playDir,
+        playFormat: this.opts.playFormat,
+        decode: false, // decoded chunk by chunk already
+        fileName: (from, id, format) => this.playFileName(from, id, format),
+      },
+      c.clipId,
+      c.sender,
+      c.ogg,
+    );
+    this.emit('played', {
+      clipId: c.clipId,
+      sender: c.sender,
+      durationMs: played.durationMs || decodedMs,
+      ...(played.file ? { file: played.file } : {}),
+    });
+  }
+
+  /** Clips in progress or chunks held: an idle check on the device clock [PLK-14.8]. */
+  private scheduleChunkExpiry(): void {
+    const rx = this.chunkReceiver;
+    if (!rx || this.chunkTimer || (rx.openClips === 0 && rx.heldChunks === 0)) return;
+    const idle = this.opts.chunkIdleMs ?? CHUNK_IDLE_MS;
+    this.chunkTimer = this.clock.setTimer(idle, () => {
+      this.chunkTimer = undefined;
+      const now = this.clock.now();
+      const r = rx.expireIdle(now, idle);
+      this.queueChunkWork(async () => {
+        for (const f of r.failed) this.chunkFailed(f, false);
+        for (const d of r.dropped) await this.sendReceipt(d.sender, d.deliveryId, now, 'unopenable');
+      });
+      this.scheduleChunkExpiry();
+    });
+  }
+
+  /** The endpoint stops: clips in progress are truncated [PLK-14.8]. */
+  private closeChunks(): void {
+    this.chunkTimer?.cancel();
+    this.chunkTimer = undefined;
+    const rx = this.chunkReceiver;
+    if (rx) for (const f of rx.close().failed) this.chunkFailed(f, false);
+    for (const p of this.chunkPlayers.values()) p.destroy();
+    this.chunkPlayers.clear();
+  }
+
   /** File name for a played clip; overridable. */
   protected playFileName(sender: EndpointId, clipId: string, format: PlayFormat): string {
     const from = this.opts.nameOf?.(sender) ?? sender.slice(0, 8);
@@ -723,6 +1181,7 @@ export abstract class Endpoint extends TypedEmitter<EndpointEvents> {
           clipId,
           recipient: receipt.recipient,
           ms: sealedAt === undefined ? -1 : this.clock.now() - sealedAt,
+          ...this.chunkField(clipId),
         });
       // A receipt proves the gateway accepted the clip: if its PUBACK was lost, stop resending it.
       const outbox = this.outboxValue;

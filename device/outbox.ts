@@ -1,16 +1,19 @@
-// Bounded outbox of sealed clip envelopes with per-sender sequence numbers, persisted atomically (temp file + rename).
+// Bounded outbox of sealed clip envelopes (and v2 clip chunks) with per-sender sequence numbers, persisted atomically (temp file + rename).
 import { readFile, stat } from 'node:fs/promises';
 import { atomicWriteFile } from '../platform/files.ts';
 import { toHex } from '../shared/bytes.ts';
-import { decodeClip } from '../shared/envelope.ts';
 import { CodedError } from '../shared/errors.ts';
 import { isEndpointId } from '../shared/identity.ts';
 import { describeValue, isJsonObject, type JsonValue, parseJson } from '../shared/json.ts';
 import { LIMITS } from '../shared/limits.ts';
 import type { EndpointId } from '../shared/types.ts';
+import { type ClipObject, decodeClipObject } from '../shared/versions.ts';
 
 export interface OutboxItem {
-  /** Hex of the envelope's 16-byte clip id. */
+  /**
+   * Hex of the 16 bytes the gateway stores the object under and receipts name: a v1 envelope's
+   * clip id, a v2 chunk's delivery id [PLK-14.9].
+   */
   readonly clipId: string;
   readonly sequence: number;
   readonly createdAt: number;
@@ -106,15 +109,16 @@ function parseOutboxFile(path: string, text: string): { lastSequence: number; it
     if (b64.length > MAX_ENVELOPE_BASE64 || b64.length % 4 !== 0 || !BASE64_RE.test(b64))
       throw corrupt(path, 'envelope is not base64 of at most the envelope limit');
     const envelope = new Uint8Array(Buffer.from(b64, 'base64'));
-    let header: ReturnType<typeof decodeClip>['header'];
+    let decoded: ClipObject;
     try {
-      header = decodeClip(envelope).header;
+      decoded = decodeClipObject(envelope);
     } catch (err) {
       throw corrupt(path, `bad envelope (${err instanceof Error ? err.message : String(err)})`);
     }
+    const header = decoded.header;
     // The JSON fields are a cache of the envelope's header: they must agree with it.
     if (
-      toHex(header.clipId) !== it.clipId ||
+      toHex(decoded.storeId) !== it.clipId ||
       header.sequence !== it.sequence ||
       header.createdAt !== it.createdAt
     ) {
@@ -218,7 +222,12 @@ export class Outbox {
 
   /** Throws OUTBOX_FULL unless one more envelope of `bytes` fits: call before the work of recording and sealing. */
   assertRoom(bytes = 0): void {
-    if (this.queue.length >= this.maxItems) {
+    this.assertRoomFor(1, bytes);
+  }
+
+  /** Throws OUTBOX_FULL unless `items` more entries (a chunked clip's chunks [PLK-14.6]) of `bytes` in all fit. */
+  assertRoomFor(items: number, bytes = 0): void {
+    if (this.queue.length + items > this.maxItems) {
       throw new OutboxError(
         'OUTBOX_FULL',
         `outbox full: ${this.queue.length} clips waiting (max ${this.maxItems})`,

@@ -69,7 +69,8 @@ export async function loadPcm(seconds: number, input: AudioInput): Promise<Int16
 /**
  * Records `seconds` from `input`: the microphone model slices it into frames exactly as a toy's
  * ADC would deliver them, a pooled encoder with `settings` turns them into Opus packets, and the
- * packets go into an Ogg Opus stream with a serial number drawn from `random`.
+ * packets go into an Ogg Opus stream with a serial number drawn from `random` (audio pages of at
+ * most `opts.pageMs`, default 1000 ms: a chunked clip's chunk length [PLK-14.6]).
  */
 export async function recordAudio(
   seconds: number,
@@ -77,6 +78,7 @@ export async function recordAudio(
   settings: OpusEncoderSettings,
   pool: EncoderPool,
   random: RandomSource,
+  opts: { readonly pageMs?: number } = {},
 ): Promise<RecordedAudio> {
   const source = await loadPcm(seconds, input);
   const mic = new Microphone({ source: bufferSource(source, MIC_SAMPLE_RATE), frameMs: settings.frameMs });
@@ -92,6 +94,7 @@ export async function recordAudio(
     encodePcmToOgg(source.length === pcm.length ? pcm : pcm.subarray(0, source.length), {
       serial,
       encoder,
+      ...(opts.pageMs !== undefined ? { maxPageDurationMs: opts.pageMs } : {}),
     }),
   );
 }

@@ -118,6 +118,30 @@ export async function provisionEndpoint(
   return publicPart(identity);
 }
 
+/**
+ * [PLK-1.1] Registers an endpoint whose key pairs were made where they live and never come here
+ * (the browser parent page, which shows its identity code [PLK-1.5]): public keys only. The id
+ * must derive from the signing key (the parsers of identity files and codes check it); a known or
+ * tombstoned id is refused by the store. Audited as `endpoint.registered`.
+ */
+export async function registerEndpoint(
+  store: GatewayStore,
+  audit: AuditLog,
+  identity: PublicIdentity,
+  opts?: AdminOptions & { source?: string },
+): Promise<PublicIdentity> {
+  checkRole(identity.role);
+  const now = nowOf(opts);
+  await store.addEndpoint(toNewEndpoint(identity, now));
+  await audit.append({
+    at: now,
+    kind: 'endpoint.registered',
+    endpoint: identity.id,
+    detail: { role: identity.role, source: opts?.source ?? 'public-identity' },
+  });
+  return publicPart(identity);
+}
+
 /** What a bulk registration did: new endpoints and families, and endpoints already known (skipped). */
 export interface BulkRegistration {
   readonly endpoints: number;

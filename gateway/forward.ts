@@ -62,6 +62,11 @@ export class InboxRegistry {
   get size(): number {
     return this.byId.size;
   }
+
+  /** The open inboxes' connections. */
+  clients(): Client[] {
+    return [...this.byId.values()].filter((c) => !c.closed);
+  }
 }
 
 /** Backlog delivery state of one connection's inbox. */
@@ -93,6 +98,12 @@ export class Forwarder {
   private readonly log: Logger;
   /** Backlog sends per "recipient:sender:clipId" in this gateway's run [PLK-12.4]. */
   private readonly attempts = new Map<string, number>();
+  /**
+   * A cluster node's delivery to an inbox that is not open here (the recipient may be connected to
+   * another node): set by createGateway when it has a shared bus. Without one, such a recipient
+   * gets the clip from its backlog when it next subscribes.
+   */
+  remote: ((topic: string, payload: Uint8Array) => void) | undefined;
 
   constructor(
     private readonly ctx: GatewayContext,
@@ -205,7 +216,10 @@ export class Forwarder {
   ): void {
     for (const r of recipients) {
       const target = this.inboxes.get(r);
-      if (!target) continue;
+      if (!target) {
+        this.remote?.(inboxOf(r), envelope);
+        continue;
+      }
       publishTo(target, inboxOf(r), envelope).then(
         () => this.metrics.clipsForwarded.inc(),
         () => {},
@@ -217,5 +231,25 @@ export class Forwarder {
   forwardReceipt(sender: EndpointId, topic: string, receipt: Uint8Array): void {
     const target = this.inboxes.get(sender);
     if (target) publishTo(target, topic, receipt).catch(() => {});
+    else this.remote?.(topic, receipt);
+  }
+
+  /**
+   * Sends every open inbox its backlog again (a cluster's shared bus reconnected: live clips
+   * published meanwhile by other nodes were lost in transit, but they are pending in the store).
+   * Deliveries still outstanding in a session are skipped; the rest may arrive twice [PLK-8.2].
+   */
+  async resync(sessionOf: (client: Client) => InboxSession | undefined, concurrency = 16): Promise<void> {
+    // A few inboxes at a time: a node with 100,000 open inboxes must not send 100,000 store reads at once.
+    const clients = this.inboxes.clients();
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < clients.length) {
+        const client = clients[next++]!;
+        const session = sessionOf(client);
+        if (session && !client.closed) await this.sendBacklog(client, session);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(concurrency, clients.length) }, worker));
   }
 }

@@ -15,9 +15,9 @@ import { AuditBudget, type AuditBudgetOptions } from './audit-budget.ts';
 import { connectHandlers } from './connect.ts';
 import { type ConnState, type GatewayContext, type GatewayRateLimiters, safeAudit } from './context.ts';
 import { FirmwareDistributor } from './firmware.ts';
-import { Forwarder } from './forward.ts';
-import { type IngestContext, RegistryCache } from './ingest.ts';
-import type { AuditLog, GatewayStore, NonceStore } from './interfaces.ts';
+import { Forwarder, inboxPacket } from './forward.ts';
+import { acceptedVersions, type IngestContext, RegistryCache } from './ingest.ts';
+import type { AuditLog, ClusterBroker, GatewayStore, NonceStore } from './interfaces.ts';
 import { createGatewayMetrics, type GatewayMetrics } from './metrics.ts';
 import { DEFAULT_CONTROL_BUDGET, limitPackets } from './packet-limit.ts';
 import { publishHandlers } from './publish.ts';
@@ -106,6 +106,14 @@ export interface GatewayOptions {
   readonly controlBudget?: { readonly burst: number; readonly perSecond: number };
   /** [PLK-13.6] Distribute the firmware releases of this data directory (DATA/firmware) to toys; none when absent. */
   readonly firmware?: { readonly dataDir: string; readonly pollMs?: number };
+  /** [PLK-14.7] Clip-object protocol versions accepted, e.g. [1, 2]; default [1]. */
+  readonly protocolVersions?: readonly number[];
+  /**
+   * One node of several (gateway/cluster/node.ts): Aedes' shared pub/sub and persistence, a broker
+   * id of this node's own, and delivery to inboxes connected to other nodes through that pub/sub
+   * [PLK-12.4]. A single node when absent.
+   */
+  readonly cluster?: ClusterBroker;
 }
 
 export interface Gateway {
@@ -117,6 +125,13 @@ export interface Gateway {
   address(): AddressInfo;
   /** Runs retention once now; returns the number of expired clips [PLK-12.5]. */
   runRetention(): Promise<number>;
+  /**
+   * Takes a client connection that did not come through the gateway's own listener (MQTT over
+   * WebSocket, gateway/websocket.ts) down exactly the path of a TCP or TLS socket: packet-size
+   * scanner, control budget, per-source connect rate (`source` is the peer address), CONNECT
+   * timeout, authentication, ACL and audit. Destroyed at once unless the gateway is listening.
+   */
+  handleStream(stream: Duplex, source: string): void;
   /** Stops accepting, disconnects every client, stops timers. The store and audit log stay open (the caller owns them). */
   close(): Promise<void>;
 }
@@ -161,6 +176,7 @@ export function createGateway(opts: GatewayOptions): Gateway {
     maxEnvelopeBytes: LIMITS.maxEnvelopeBytes,
     registry: new RegistryCache(store, opts.registryCacheMs ?? 1000),
     observeStore: (op, seconds) => metrics.storeLatency.observe({ op }, seconds),
+    protocolVersions: acceptedVersions(opts.protocolVersions),
   };
   const firmware = opts.firmware
     ? new FirmwareDistributor({ ...opts.firmware, log, audit: writeAudit, clock, crypto })
@@ -199,15 +215,20 @@ export function createGateway(opts: GatewayOptions): Gateway {
 
   const sockets = new Set<Socket>();
 
+  const control = { ...(opts.controlBudget ?? DEFAULT_CONTROL_BUDGET), now: clock };
   function onSocket(socket: Socket) {
-    const source = socket.remoteAddress ?? 'unknown';
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
     socket.setNoDelay(true);
     socket.on('error', () => {});
-    const conn = limitPackets(socket, {
+    handleStream(socket, socket.remoteAddress ?? 'unknown');
+  }
+
+  /** Every client connection, whatever carries it (TCP, TLS, WebSocket): one path to the broker. */
+  function handleStream(stream: Duplex, source: string) {
+    const conn = limitPackets(stream, {
       maxPacketBytes,
-      control: { ...(opts.controlBudget ?? DEFAULT_CONTROL_BUDGET), now: clock },
+      control,
       subscribeQos1: true,
       onViolation: (reason, declared) => {
         metrics.socketViolations.inc({ reason });
@@ -224,7 +245,7 @@ export function createGateway(opts: GatewayOptions): Gateway {
     });
     sources.set(conn, source);
     if (!broker || closing) {
-      socket.destroy();
+      stream.destroy();
       return;
     }
     broker.handle(conn);
@@ -239,7 +260,9 @@ export function createGateway(opts: GatewayOptions): Gateway {
       if (broker) throw new Error('gateway already listening');
       // Hooks are always functions: an option passed as undefined would replace Aedes' default.
       broker = await Aedes.createBroker({
-        id: `plushlink-${identity.id.slice(0, 8)}`,
+        id: opts.cluster?.brokerId ?? `plushlink-${identity.id.slice(0, 8)}`,
+        ...(opts.cluster?.mq ? { mq: opts.cluster.mq } : {}),
+        ...(opts.cluster?.persistence ? { persistence: opts.cluster.persistence } : {}),
         connectTimeout: connectTimeoutMs,
         maxClientsIdLength: 64,
         queueLimit: 42,
@@ -251,6 +274,11 @@ export function createGateway(opts: GatewayOptions): Gateway {
       });
       const b = broker;
       consumeEndpointPublishes(b);
+      if (opts.cluster) {
+        // [PLK-12.4] a recipient connected to another node: through Aedes' shared pub/sub to its inbox.
+        forwarder.remote = (topic, payload) => b.publish(inboxPacket(topic, payload), () => {});
+        opts.cluster.onDeliveryGap(() => void forwarder.resync((c) => states.get(c)?.inbox));
+      }
       b.on('subscribe', onSubscribed);
       b.on('clientDisconnect', (client) => {
         const state = states.get(client);
@@ -291,7 +319,9 @@ export function createGateway(opts: GatewayOptions): Gateway {
 
       server = opts.tls
         ? createTlsServer({ cert: opts.tls.cert, key: opts.tls.key, minVersion: 'TLSv1.2' }, onSocket)
-        : createTcpServer(onSocket);
+        : // Aedes reads all a connection has buffered as one batch (reading again once every packet
+          // of it is handled, clips durably stored): 256 KiB lets a burst arrive as one batch.
+          createTcpServer({ highWaterMark: 256 * 1024 }, onSocket);
       const srv = server;
       srv.on('error', (err) => log.error({ err: err.message }, 'listener error'));
       await new Promise<void>((resolve, reject) => {
@@ -331,6 +361,7 @@ export function createGateway(opts: GatewayOptions): Gateway {
       return bound;
     },
     runRetention: retention,
+    handleStream,
     async close() {
       if (closing) return;
       closing = true;

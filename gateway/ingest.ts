@@ -1,10 +1,18 @@
 // Clip and receipt ingest: the ordered acceptance checks of a publish, ending in the durable store write [PLK-12.1].
 import { toHex } from '../shared/bytes.ts';
 import type { CryptoSuite } from '../shared/crypto.ts';
-import { type DecodedEnvelope, decodeClip, verifyClip } from '../shared/envelope.ts';
 import { LIMITS, MSG, RECEIPT_BYTES } from '../shared/limits.ts';
 import { decodeReceipt, type Receipt, verifyReceipt } from '../shared/receipt.ts';
 import type { EndpointId } from '../shared/types.ts';
+import {
+  type ClipObject,
+  type ClipVersion,
+  clipVersion,
+  clipVersionByte,
+  DEFAULT_PROTOCOL_VERSIONS,
+  ENVELOPE_V1,
+  parseProtocolVersions,
+} from '../shared/versions.ts';
 import type { ClipRecord, EndpointRecord, FamilyId, GatewayStore, RateLimiter } from './interfaces.ts';
 
 /**
@@ -18,6 +26,7 @@ export const INGEST_REASONS = {
   retain: 'the retain flag is set',
   qos: 'QoS 2 was requested',
   size: 'the envelope is larger than the limit',
+  version: 'the envelope is of a protocol version this gateway is not configured to accept',
   malformed: 'the envelope does not decode within the limits',
   sender: "the envelope sender is not the connection's endpoint",
   'clip-time': 'the creation time is ahead of the gateway clock or older than the age limit',
@@ -61,6 +70,18 @@ export interface IngestContext {
   readonly clockSkewMs?: number;
   /** [PLK-9.3] How old they may be; default 7 days (the undelivered-clip retention). */
   readonly maxAgeMs?: number;
+  /** [PLK-14.7] Clip-object versions accepted (see acceptedVersions); only version 1 when absent. */
+  readonly protocolVersions?: ReadonlySet<number>;
+}
+
+const V1_ONLY: ReadonlySet<number> = acceptedVersions(DEFAULT_PROTOCOL_VERSIONS);
+
+/**
+ * [PLK-14.7] The set of clip-object versions a gateway accepts, from its configuration (default:
+ * version 1 only). Throws RangeError for an unknown version, a duplicate or an empty list.
+ */
+export function acceptedVersions(versions: readonly number[] | undefined): ReadonlySet<number> {
+  return new Set(parseProtocolVersions(versions ?? DEFAULT_PROTOCOL_VERSIONS));
 }
 
 export const DEFAULT_CLOCK_SKEW_MS = 60_000;
@@ -69,7 +90,7 @@ export const DEFAULT_MAX_AGE_MS = 7 * 86_400_000;
 export type ClipOutcome =
   | {
       readonly kind: 'accepted';
-      readonly clip: DecodedEnvelope;
+      readonly clip: ClipObject;
       readonly clipId: string;
       readonly recipients: readonly EndpointId[];
     }
@@ -141,7 +162,7 @@ export class RegistryCache {
 /** A clip that passed every check before the store write. */
 export interface PreparedClip {
   readonly kind: 'prepared';
-  readonly clip: DecodedEnvelope;
+  readonly clip: ClipObject;
   readonly clipId: string;
   readonly recipients: readonly EndpointId[];
   readonly record: ClipRecord;
@@ -149,7 +170,7 @@ export interface PreparedClip {
 
 /**
  * [PLK-12.1] Acceptance checks of a clip envelope published by `endpoint`, in order: size limit,
- * structural decode within limits, sender = the connection's endpoint (skipped on relay),
+ * a protocol version this gateway accepts [PLK-14.7], structural decode within limits, sender = the connection's endpoint (skipped on relay),
  * per-endpoint clip and byte rate limits, the publisher not revoked and in a family, on relay the
  * sender a non-revoked member of that family [PLK-4.5], recipients ⊆ the sender's family (no
  * revoked member), signature with the sender's registered key. The first failing check gives the
@@ -166,9 +187,18 @@ export async function prepareClip(
   if (payload.length > Math.min(ctx.maxEnvelopeBytes, LIMITS.maxEnvelopeBytes)) {
     return refusedClip('size', `${payload.length} bytes`);
   }
-  let clip: DecodedEnvelope;
+  // [PLK-14.7] a known version the gateway is not configured for is refused by name; an unknown
+  // version byte is left to the v1 decoder, which refuses it as malformed (PLK_E_VERSION).
+  const versionByte = clipVersionByte(payload);
+  const known = versionByte === undefined ? undefined : clipVersion(versionByte);
+  const accepted = ctx.protocolVersions ?? V1_ONLY;
+  if (known && !accepted.has(known.version)) {
+    return refusedClip('version', `version ${known.version}; accepted: ${[...accepted].join(',')}`);
+  }
+  const module: ClipVersion = known ?? ENVELOPE_V1;
+  let clip: ClipObject;
   try {
-    clip = decodeClip(payload);
+    clip = module.decode(payload);
   } catch (err) {
     return refusedClip('malformed', err instanceof Error ? err.message : undefined);
   }
@@ -205,11 +235,12 @@ export async function prepareClip(
   }
   // [PLK-5.5] signature with the sender's registered key (never a key from the envelope).
   try {
-    verifyClip(clip, sender.signPublicKey, ctx.crypto);
+    module.verify(clip, sender.signPublicKey, ctx.crypto);
   } catch {
     return refusedClip('bad-signature');
   }
-  const clipId = toHex(h.clipId);
+  // [PLK-14.9] stored (and receipted) under the object's store id: v1 the clip id, v2 the chunk's delivery id.
+  const clipId = toHex(clip.storeId);
   const record: ClipRecord = {
     sender: h.sender,
     clipId,

@@ -192,3 +192,23 @@ export interface NonceStore {
   /** Records `key` of `endpoint` until `expiresAt`; resolves only once it is recorded. */
   add(key: string, endpoint: string, expiresAt: number, now: number): Promise<NonceOutcome>;
 }
+
+/**
+ * What a gateway node shares with the other nodes of a cluster beyond the store (gateway/cluster/):
+ * Aedes' pub/sub (`mq`, e.g. mqemitter-redis) and persistence (e.g. aedes-persistence-redis), so
+ * MQTT sessions and publishes cross nodes; a broker id unique to this node and run (Aedes
+ * de-duplicates deliveries per broker id and counter); and a signal when the bus may have
+ * lost deliveries, after which every local inbox's backlog is sent again [PLK-12.4].
+ */
+export interface ClusterBroker {
+  readonly brokerId: string;
+  /** Aedes' `mq` option (an MQEmitter). */
+  readonly mq: unknown;
+  /** Aedes' `persistence` option (Aedes' in-memory default when absent). */
+  readonly persistence?: unknown;
+  /**
+   * Registers what to run whenever live deliveries may have been lost in transit: the shared bus
+   * reconnected after an outage, or another node vanished (crashed) between a PUBACK and its forward.
+   */
+  onDeliveryGap(listener: () => void): void;
+}

@@ -33,7 +33,10 @@ export function fromHex(text: string, field = 'hex', expectedLength?: number): U
       `${field} must be ${expectedLength} bytes, got ${text.length / 2}`,
     );
   }
-  return Uint8Array.from(Buffer.from(text, 'hex'));
+  // No Buffer: shared/ also runs in the browser page (web/).
+  const out = new Uint8Array(text.length / 2);
+  for (let i = 0; i < out.length; i++) out[i] = Number.parseInt(text.slice(2 * i, 2 * i + 2), 16);
+  return out;
 }
 
 const B32 = 'abcdefghijklmnopqrstuvwxyz234567';

@@ -22,6 +22,13 @@ export const ERROR_CATALOG = {
   PLK_E_UNSIGNED: { clause: 'PLK-13.1', message: 'firmware manifest carries no signature' },
   PLK_E_WRONG_VENDOR: { clause: 'PLK-13.3', message: 'firmware manifest is not from a trusted vendor' },
   PLK_E_IMAGE_MISMATCH: { clause: 'PLK-13.3', message: 'firmware image does not match its manifest' },
+  PLK_E_CHUNK_CHAIN: {
+    clause: 'PLK-14.4',
+    message: 'chunk does not link to the chunks received before it in its clip',
+  },
+  PLK_E_CHUNK_ORDER: { clause: 'PLK-14.8', message: 'chunk is out of order within its clip' },
+  PLK_E_CHUNK_TRUNCATED: { clause: 'PLK-14.8', message: 'clip ended without its final chunk' },
+  PLK_E_CHUNK_REPLAY: { clause: 'PLK-14.8', message: 'chunk belongs to a clip already received' },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CATALOG;

@@ -258,6 +258,8 @@ export class FleetRunner extends TypedEmitter<FleetRunnerEvents> {
   private readonly loopDelay = monitorEventLoopDelay({ resolution: 20 });
   private peakOnline = 0;
   private outstandingRecords = 0;
+  /** The roster's endpoints: a recipient outside the fleet (a parent's browser, docs/WEB.md) receipts on its own, uncounted. */
+  private readonly fleetIds: ReadonlySet<EndpointId>;
 
   constructor(config: FleetRunConfig) {
     super();
@@ -268,6 +270,9 @@ export class FleetRunner extends TypedEmitter<FleetRunnerEvents> {
         'with link ble parents only listen (a toy on BLE has no inbox through the phone): parentTalkEveryMs must be 0',
       );
     this.config = config;
+    this.fleetIds = new Set(
+      config.roster.families.flatMap((f) => [...f.toys, ...f.parents].map((m) => m.identity.id)),
+    );
     this.runId = config.runId ?? toHex(systemRandom(8));
     this.clock = config.clock ?? realClock;
     this.ownPool = !config.encoderPool;
@@ -378,15 +383,16 @@ export class FleetRunner extends TypedEmitter<FleetRunnerEvents> {
       this.counters.retries++;
       this.countError('connect', e.error);
     });
+    const inFleet = (ids: readonly EndpointId[]): number => ids.filter((id) => this.fleetIds.has(id)).length;
     ep.on('sealed', (e) => {
-      this.sentClips.set(e.clipId, e.recipients.length);
+      this.sentClips.set(e.clipId, inFleet(e.recipients));
       this.counters.clipsSent++;
       this.counters.envelopeBytes += e.bytes;
-      this.counters.deliveriesExpected += e.recipients.length;
+      this.counters.deliveriesExpected += inFleet(e.recipients);
     });
     // [PLK-4.6] a roster from the gateway re-seals queued clips to its members: expect those.
     ep.on('roster', () => {
-      for (const item of ep.outbox?.items() ?? []) this.setExpected(item.clipId, item.recipients.length);
+      for (const item of ep.outbox?.items() ?? []) this.setExpected(item.clipId, inFleet(item.recipients));
     });
     ep.on('acked', (e) => {
       if (!this.sentClips.has(e.clipId)) {

@@ -18,6 +18,8 @@ export interface EncodeClipOptions {
   readonly encoder?: OpusEncoder;
   readonly vendor?: string;
   readonly comments?: readonly string[];
+  /** Longest Ogg audio page, ms (default 1000): a chunked clip's chunk length [PLK-14.6]. */
+  readonly maxPageDurationMs?: number;
   /** Called every `progressEvery` frames with (framesDone, framesTotal). */
   readonly onProgress?: (done: number, total: number) => void;
   readonly progressEvery?: number;
@@ -54,6 +56,7 @@ export function encodePcmToOgg(pcm: Int16Array, opts: EncodeClipOptions): Encode
       inputSampleRate: s.sampleRate,
       vendor: opts.vendor ?? 'PlushLink (libopus 1.3.1)',
       comments: opts.comments ?? [],
+      ...(opts.maxPageDurationMs !== undefined ? { maxPageDurationMs: opts.maxPageDurationMs } : {}),
     });
     const frameLen = enc.frameSamples * ch;
     const frame = new Int16Array(frameLen);

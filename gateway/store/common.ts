@@ -15,7 +15,13 @@ export type StoreErrorCode =
   | 'STORE_REVOKED'
   | 'STORE_TOMBSTONED'
   | 'STORE_CLOSED'
-  | 'STORE_SYNC_FAILED';
+  | 'STORE_SYNC_FAILED'
+  /** PostgreSQL store: the database did not answer or the write's commit did not come back (nothing acknowledged). */
+  | 'STORE_UNAVAILABLE'
+  /** PostgreSQL store: the server would not make commits durable (fsync or synchronous_commit off). */
+  | 'STORE_NOT_DURABLE'
+  /** The database schema is newer than this code, or belongs to another gateway. */
+  | 'STORE_SCHEMA';
 
 /** A refused store operation (not a bug): stable code, one-line message. */
 export class StoreError extends CodedError<StoreErrorCode> {}

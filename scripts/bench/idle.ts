@@ -261,7 +261,9 @@ async function runOn(
     rssAfterBytes: after?.rssBytes ?? null,
     rssPerToyBytes: perToy,
     cpuMsPerConnect:
-      before && sutCpu && connected > 0 ? Math.round(((sutCpu.cpuMs - before.cpuMs) / connected) * 1000) / 1000 : null,
+      before && sutCpu && connected > 0
+        ? Math.round(((sutCpu.cpuMs - before.cpuMs) / connected) * 1000) / 1000
+        : null,
     systemCpuPercent: before && sutCpu ? Math.round(((sutCpu.cpuMs - before.cpuMs) / connectMs) * 100) : null,
     generatorCpuPercent,
     heapPerToyBytes:
@@ -317,7 +319,10 @@ async function main(): Promise<void> {
     }
   }
   for (const target of targets as ('gateway' | 'aedes')[]) {
-    const gw = await startForkedGateway(target, target === 'gateway' && o.cpuProf ? { cpuProfDir: o.cpuProf } : {});
+    const gw = await startForkedGateway(
+      target,
+      target === 'gateway' && o.cpuProf ? { cpuProfDir: o.cpuProf } : {},
+    );
     try {
       const limited = raiseFileLimit(gw.pid, TOYS + FD_SLACK);
       const pinnedSut = pin(gw.pid, 0);

@@ -12,18 +12,26 @@ import {
   listEndpoints,
   openAdmin,
   provisionEndpoint,
+  registerEndpoint,
   restore,
   revoke,
   verifyAudit,
 } from '../../gateway/admin.ts';
 import type { AuditVerifyReport } from '../../gateway/audit.ts';
+import {
+  type ClusterAdminHandles,
+  openClusterAdmin,
+  restoreIntoPostgres,
+} from '../../gateway/cluster/admin.ts';
 import type { EndpointRole, FamilyId } from '../../gateway/interfaces.ts';
 import { isFamilyId } from '../../gateway/store/common.ts';
-import { PRIVATE_KEY_FILE } from '../../platform/keyfiles.ts';
+import { PRIVATE_KEY_FILE, readIdentity } from '../../platform/keyfiles.ts';
 import { toHex } from '../../shared/bytes.ts';
-import { isEndpointId } from '../../shared/identity.ts';
+import { isEndpointId, type PublicIdentity } from '../../shared/identity.ts';
+import { looksLikeIdentityCode, parseIdentityCode } from '../../shared/identity-code.ts';
 import type { EndpointId } from '../../shared/types.ts';
 import { action, CliError, checkOutDir, printJson } from '../cli-util.ts';
+import { addClusterOptions } from './gateway-cluster.ts';
 
 interface DataOptions {
   data: string;
@@ -33,6 +41,9 @@ interface DataOptions {
   json?: boolean;
   yes?: boolean;
   out?: string;
+  /** A gateway on PostgreSQL (docs/SCALING.md): its store and audit log instead of DATA's SQLite files. */
+  postgres?: string;
+  pgSchema?: string;
 }
 
 const DATA_HELP = 'gateway data directory (gateway.db, audit.db)';
@@ -49,6 +60,29 @@ function endpointArg(value: string): EndpointId {
   return value;
 }
 
+/**
+ * `--public`: an identity code [PLK-1.5] or an identity.json [PLK-1.4] (its id re-derived from
+ * its key either way), of the role being registered.
+ */
+async function readPublicIdentity(value: string, role: EndpointRole): Promise<PublicIdentity> {
+  try {
+    if (looksLikeIdentityCode(value)) return parseIdentityCode(value, role);
+    const identity = await readIdentity(value);
+    if (identity.role !== role)
+      throw new CliError(`${value} is the identity of a ${identity.role}, not of a ${role}`, 2);
+    return identity;
+  } catch (err) {
+    if (err instanceof CliError) throw err;
+    throw new CliError(
+      `--public ${value.length > 40 ? `${value.slice(0, 40)}…` : value}: ${(err as Error).message}`,
+      2,
+      {
+        cause: err,
+      },
+    );
+  }
+}
+
 const CREATE_HELP =
   'accept a --data directory without a gateway store and create a new one there (without it, a missing or mistyped --data is refused)';
 
@@ -60,18 +94,23 @@ const CREATE_HELP =
 async function withAdmin(
   opts: DataOptions,
   canCreate: boolean,
-  fn: (h: AdminHandles) => Promise<void>,
+  fn: (h: AdminHandles | ClusterAdminHandles) => Promise<void>,
 ): Promise<void> {
   // Default: the key `plushlink gateway --data DIR` keeps in DIR/gateway (scripts/commands/gateway.ts).
   const defaultKey = join(opts.data, 'gateway');
   const gatewayKey =
     opts.gatewayKey ?? (existsSync(join(defaultKey, PRIVATE_KEY_FILE)) ? defaultKey : undefined);
-  let h: AdminHandles;
+  let h: AdminHandles | ClusterAdminHandles;
   try {
-    h = await openAdmin(opts.data, {
-      create: canCreate && opts.create === true,
-      ...(gatewayKey ? { gatewayKey } : {}),
-    });
+    const common = { create: canCreate && opts.create === true, ...(gatewayKey ? { gatewayKey } : {}) };
+    h =
+      opts.postgres !== undefined
+        ? await openClusterAdmin(opts.data, {
+            ...common,
+            postgres: opts.postgres,
+            ...(opts.pgSchema ? { schema: opts.pgSchema } : {}),
+          })
+        : await openAdmin(opts.data, common);
   } catch (err) {
     if (err instanceof AdminError && err.code === 'ADMIN_NO_DATA') {
       throw new CliError(
@@ -92,7 +131,10 @@ async function withAdmin(
 }
 
 function withDataOptions(cmd: Command): Command {
-  return cmd.option('--data <dir>', DATA_HELP, './data').option('--gateway-key <path>', KEY_HELP);
+  return addClusterOptions(
+    cmd.option('--data <dir>', DATA_HELP, './data').option('--gateway-key <path>', KEY_HELP),
+    'administer the gateway whose store is there (--data then only holds its key)',
+  );
 }
 
 export function registerAdminCommands(program: Command): void {
@@ -100,35 +142,62 @@ export function registerAdminCommands(program: Command): void {
     program
       .command('provision')
       .description(
-        'create an endpoint key pair: private key only into --out (0600), public identity registered',
+        'register an endpoint: a new key pair with its private key only into --out (0600), or --public, a key pair made elsewhere (the browser parent page) of which only the public identity ever comes here',
       )
       .addArgument(new Argument('<role>', 'endpoint role').choices(['toy', 'parent']))
-      .requiredOption('--out <keydir>', 'key directory for the new private key (never overwritten)'),
+      .option('--out <keydir>', 'key directory for the new private key (never overwritten)')
+      .option(
+        '--public <file-or-code>',
+        'register this public identity instead of making keys: an identity.json, or the identity code (plkid1.…) the parent page shows [PLK-1.5]',
+      )
+      .option('--family <family>', 'also add the endpoint to this family'),
   )
     .option('--create', CREATE_HELP)
     .option('--json', 'print the result as JSON')
     .action(
-      action(async (role: EndpointRole, opts: DataOptions & { out: string }) => {
-        // Before the store is opened: a key directory that cannot take the key is refused first.
-        await checkOutDir(opts.out, '--out');
-        if (existsSync(join(opts.out, PRIVATE_KEY_FILE))) {
-          throw new CliError(
-            `${join(opts.out, PRIVATE_KEY_FILE)} already exists; refusing to overwrite a private key`,
-          );
-        }
-        await withAdmin(opts, true, async ({ store, audit }) => {
-          const id = await provisionEndpoint(store, audit, role, opts.out);
-          if (opts.json) {
-            printJson({
-              id: id.id,
-              role: id.role,
-              signPublicKey: toHex(id.signPublicKey),
-              boxPublicKey: toHex(id.boxPublicKey),
-              keyDir: opts.out,
-            });
-          } else process.stdout.write(`${id.id}\n`);
-        });
-      }),
+      action(
+        async (
+          role: EndpointRole,
+          opts: DataOptions & { out?: string; public?: string; family?: string },
+        ) => {
+          if ((opts.out === undefined) === (opts.public === undefined))
+            throw new CliError(
+              'provision needs exactly one of --out (new keys) and --public (keys made elsewhere)',
+              2,
+            );
+          const fam = opts.family === undefined ? undefined : familyArg(opts.family);
+          let publicIdentity: PublicIdentity | undefined;
+          if (opts.public !== undefined) publicIdentity = await readPublicIdentity(opts.public, role);
+          else if (opts.out !== undefined) {
+            // Before the store is opened: a key directory that cannot take the key is refused first.
+            await checkOutDir(opts.out, '--out');
+            if (existsSync(join(opts.out, PRIVATE_KEY_FILE))) {
+              throw new CliError(
+                `${join(opts.out, PRIVATE_KEY_FILE)} already exists; refusing to overwrite a private key`,
+              );
+            }
+          }
+          await withAdmin(opts, true, async ({ store, audit }) => {
+            const id = publicIdentity
+              ? await registerEndpoint(store, audit, publicIdentity, { source: 'cli' })
+              : await provisionEndpoint(store, audit, role, opts.out!);
+            if (fam) await addFamilyMember(store, audit, fam, id.id);
+            if (opts.json) {
+              printJson({
+                id: id.id,
+                role: id.role,
+                signPublicKey: toHex(id.signPublicKey),
+                boxPublicKey: toHex(id.boxPublicKey),
+                ...(opts.out !== undefined ? { keyDir: opts.out } : {}),
+                ...(fam ? { family: fam } : {}),
+              });
+            } else {
+              process.stdout.write(`${id.id}\n`);
+              if (fam) process.stderr.write(`added ${id.id} to ${fam}\n`);
+            }
+          });
+        },
+      ),
     );
 
   const family = program
@@ -308,18 +377,27 @@ export function registerAdminCommands(program: Command): void {
       }),
     );
 
-  program
-    .command('restore')
-    .description(
-      'restore a backup into a new data directory, after checking it (files, PRAGMA quick_check, audit chain with its own key, key ↔ database)',
-    )
-    .argument('<backup>', 'backup directory (made by plushlink backup)')
-    .requiredOption('--data <dir>', 'new data directory to restore into (must not exist, or be empty)')
-    .option('--json', 'print the result as JSON')
-    .action(
-      action(async (from: string, opts: { data: string; json?: boolean }) => {
+  addClusterOptions(
+    program
+      .command('restore')
+      .description(
+        'restore a backup into a new data directory, after checking it (files, PRAGMA quick_check, audit chain with its own key, key ↔ database)',
+      )
+      .argument('<backup>', 'backup directory (made by plushlink backup)')
+      .requiredOption('--data <dir>', 'new data directory to restore into (must not exist, or be empty)')
+      .option('--json', 'print the result as JSON'),
+    'restore into that (empty) schema instead; --data then receives only the gateway key',
+  ).action(
+    action(
+      async (from: string, opts: { data: string; json?: boolean; postgres?: string; pgSchema?: string }) => {
         await checkOutDir(opts.data, '--data');
-        const r = await restore(from, opts.data);
+        const r =
+          opts.postgres !== undefined
+            ? await restoreIntoPostgres(from, opts.data, {
+                postgres: opts.postgres,
+                ...(opts.pgSchema ? { schema: opts.pgSchema } : {}),
+              })
+            : await restore(from, opts.data);
         if (opts.json) {
           printJson(r);
           return;
@@ -333,7 +411,12 @@ export function registerAdminCommands(program: Command): void {
             'the database did not record its gateway id (older data): the gateway records it at its next start\n',
           );
         }
-        process.stdout.write(`start it with: plushlink gateway --data ${r.dir}\n`);
-      }),
-    );
+        process.stdout.write(
+          opts.postgres !== undefined
+            ? `start nodes with: plushlink gateway --data ${r.dir} --postgres URL --redis URL${opts.pgSchema ? ` --pg-schema ${opts.pgSchema}` : ''} (copy ${r.dir}/gateway to every node)\n`
+            : `start it with: plushlink gateway --data ${r.dir}\n`,
+        );
+      },
+    ),
+  );
 }

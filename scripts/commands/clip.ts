@@ -5,6 +5,7 @@ import { dirname, join } from 'node:path';
 import type { Command } from 'commander';
 import { readIdentity } from '../../platform/keyfiles.ts';
 import { toHex } from '../../shared/bytes.ts';
+import { defaultCrypto } from '../../shared/crypto.ts';
 import {
   type CodecParams,
   DEFAULT_CODEC,
@@ -16,9 +17,10 @@ import {
 } from '../../shared/envelope.ts';
 import { PlushlinkError } from '../../shared/errors.ts';
 import type { PublicIdentity } from '../../shared/identity.ts';
-import { LIMITS, MSG } from '../../shared/limits.ts';
+import { LIMITS, MSG, PROTOCOL_VERSION } from '../../shared/limits.ts';
 import { decodeReceipt, describeReceipt, verifyReceipt } from '../../shared/receipt.ts';
 import { decodeConnectToken, decodeGatewayProof } from '../../shared/token.ts';
+import { clipVersion } from '../../shared/versions.ts';
 import { action, CliError, checkOutFile, intOption, printJson, readKeyOption } from '../cli-util.ts';
 
 /** Name of the per-sender sequence counter kept next to the private key [PLK-8.1]. */
@@ -294,6 +296,20 @@ export function inspectBytes(bytes: Uint8Array, signer?: PublicIdentity): Record
   const verified = signer ? { signature: 'valid', signer: signer.id } : { signature: 'not verified' };
   switch (bytes[0]) {
     case MSG.CLIP: {
+      // [PLK-14.1] clip objects of another known version (a v2 chunk) through their module.
+      const module = clipVersion(bytes[1] ?? 0);
+      if (module && module.version !== PROTOCOL_VERSION) {
+        const obj = module.decode(bytes);
+        if (signer) {
+          if (obj.header.sender !== signer.id)
+            throw new PlushlinkError(
+              'PLK_E_WRONG_ENDPOINT',
+              `clip is from ${obj.header.sender}, not ${signer.id}`,
+            );
+          module.verify(obj, signer.signPublicKey, defaultCrypto());
+        }
+        return { ...module.describe(obj), ...verified };
+      }
       const clip = decodeClip(bytes);
       if (signer) {
         if (clip.header.sender !== signer.id) {

@@ -5,7 +5,12 @@ import { type Command, InvalidArgumentError } from 'commander';
 import type { OpusEncoderSettings } from '../../device/codec/opus.ts';
 import type { Endpoint } from '../../device/endpoint.ts';
 import { WifiConnector } from '../../device/transport/wifi.ts';
-import { LOOPBACK_FLEET_RATE_LIMITS, startEmbeddedGateway } from '../../gateway/embedded.ts';
+import {
+  type EmbeddedGateway,
+  LOOPBACK_FLEET_RATE_LIMITS,
+  startEmbeddedGateway,
+} from '../../gateway/embedded.ts';
+import { startWebServer, type WebServer, WebServerError } from '../../gateway/web.ts';
 import { toHex } from '../../shared/bytes.ts';
 import { systemRandom } from '../../shared/random.ts';
 import { FleetRunner, type FleetStats, fleetVerdict } from '../../sim/fleet-runner.ts';
@@ -14,7 +19,7 @@ import { registerRoster } from '../../sim/provision.ts';
 import { generateRoster, type Roster, type RosterMember } from '../../sim/roster.ts';
 import { readRosterFiles, writeRosterFiles } from '../../sim/roster-file.ts';
 import { buildSpeechBank, type SpeechBank, speechBankFromWav } from '../../sim/speech-bank.ts';
-import { action, CliError, checkOutDir, durationOption, printJson } from '../cli-util.ts';
+import { action, CliError, checkOutDir, durationOption, intOption, printJson } from '../cli-util.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Live log
@@ -175,6 +180,31 @@ interface DemoOptions extends SpeechCliOptions {
   data: string;
   out: string;
   json?: boolean;
+  /** The parent page (docs/WEB.md): its port, and false for --no-web. */
+  webPort?: number;
+  web?: boolean;
+}
+
+/**
+ * The parent page beside the demo's gateway: on the asked port, or any free one when it is taken
+ * (two demos, another server); a line instead of it when the page is not built.
+ */
+async function startDemoWeb(
+  eg: EmbeddedGateway,
+  port: number,
+  write: (line: string) => void,
+): Promise<WebServer | undefined> {
+  const start = (p: number) => startWebServer({ gateway: eg.gateway, identity: eg.identity, port: p });
+  try {
+    return await start(port);
+  } catch (err) {
+    if (err instanceof WebServerError && err.code === 'WEB_LISTEN' && port !== 0) return start(0);
+    if (err instanceof WebServerError) {
+      write(`parent page not served: ${err.message}`);
+      return undefined;
+    }
+    throw err;
+  }
 }
 
 export async function runDemo(
@@ -189,6 +219,7 @@ export async function runDemo(
   const eg = await startEmbeddedGateway({ dataDir, limits: LOOPBACK_FLEET_RATE_LIMITS });
   const drainMs = 8000;
   const abort = new AbortController();
+  let web: WebServer | undefined;
   const removeHandlers = onInterrupt(() => {
     write(`stopping (Ctrl-C): up to ${drainMs / 1000} s for clips in flight; Ctrl-C again quits at once`);
     abort.abort();
@@ -196,6 +227,7 @@ export async function runDemo(
   try {
     write(`gateway data: ${eg.dataDir} (${eg.created ? 'created' : 'reused'})`);
     write(`gateway ${eg.identity.id} listening on ${eg.url}`);
+    web = opts.web === false ? undefined : await startDemoWeb(eg, opts.webPort ?? 8080, write);
     const fleetDir = join(dataDir, 'demo-fleet');
     let roster: Roster | undefined = await readRosterFiles(fleetDir);
     if (!roster) {
@@ -212,6 +244,15 @@ export async function runDemo(
       `fleet: ${roster.families.length} families (1 toy + 2 parent apps each); keys in ${relative(process.cwd(), fleetDir) || fleetDir}/fleet.keys (0600); ` +
         `${reg.endpoints} endpoints registered, ${reg.skipped} already known`,
     );
+    const first = roster.families[0];
+    if (web && first) {
+      // The browser makes its own key; the one command it shows registers it in this family [PLK-1.5].
+      const data = opts.data === 'data' || opts.data === './data' ? '' : ` (add --data ${opts.data})`;
+      write(
+        `parent page: ${web.url}#family=${first.id} — open it to listen as a parent of ${first.toys[0]?.name ?? 'the toy'} in your browser; ` +
+          `it shows the one command${data} that registers its key, and gets the clips recorded after that (try --duration 5m)`,
+      );
+    }
     await mkdir(outDir, { recursive: true });
     write(
       `received clips are saved as playable Ogg Opus files in ${relative(process.cwd(), outDir) || outDir}/`,
@@ -249,6 +290,7 @@ export async function runDemo(
     return stats;
   } finally {
     removeHandlers();
+    await web?.close();
     await eg.close();
   }
 }
@@ -279,6 +321,13 @@ export function registerDemoCommands(program: Command): void {
       collectWav,
     )
     .option('--json', 'also print the statistics as JSON')
+    .option(
+      '--web-port <n>',
+      'serve the parent page (docs/WEB.md) on this port, or a free one when it is taken',
+      intOption('--web-port', 0, 65535),
+      8080,
+    )
+    .option('--no-web', 'do not serve the parent page')
     .addHelpText(
       'after',
       '\nThe last line says whether every clip was delivered ("ok: …" or "FAILED: …"; exit code 1).\n' +

@@ -1,19 +1,21 @@
 // `plushlink gateway`: runs the authenticated MQTT gateway on a data directory, with metrics and clean shutdown [PLK-12].
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { type Command, Option } from 'commander';
+import { type Command, InvalidArgumentError, Option } from 'commander';
 import { pino } from 'pino';
 import { GATEWAY_ID_META } from '../../gateway/datadir.ts';
 import { DEFAULT_RATE_LIMITS, startEmbeddedGateway } from '../../gateway/embedded.ts';
 import { DAY_MS } from '../../gateway/gateway.ts';
 import { createGatewayMetrics, serveMetrics } from '../../gateway/metrics.ts';
 import { LIMITS } from '../../shared/limits.ts';
+import { CLIP_VERSIONS, DEFAULT_PROTOCOL_VERSIONS, parseProtocolVersions } from '../../shared/versions.ts';
 import { action, CliError, durationOption, intOption, numberOption } from '../cli-util.ts';
+import { addWebOptions, startWebListeners, type WebCliOptions, type WebListeners } from './web.ts';
 
 /** pino's levels: anything else makes pino throw "default level:X must be included in custom levels". */
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
-interface GatewayCliOptions {
+interface GatewayCliOptions extends WebCliOptions {
   host: string;
   port: number;
   data: string;
@@ -32,6 +34,16 @@ interface GatewayCliOptions {
   byteRate: number;
   logLevel: string;
   discardDamagedWal?: boolean;
+  protocolVersions: readonly number[];
+}
+
+/** `--protocol-versions 1,2`: versions this build knows, each once [PLK-14.7]. */
+function protocolVersionsOption(value: string): readonly number[] {
+  try {
+    return parseProtocolVersions(value);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
 }
 
 /** A PEM file an option names: a directory or a device is refused by name, not as Node's bare "EISDIR". */
@@ -72,6 +84,7 @@ async function runGateway(opts: GatewayCliOptions): Promise<void> {
       maxPacketBytes: opts.maxPacket,
       undeliveredMaxAgeMs: opts.retentionUndelivered,
       retentionIntervalMs: opts.retentionInterval,
+      protocolVersions: opts.protocolVersions,
     },
   });
   // Before the listening line: whoever reads it may stop the gateway at once.
@@ -104,7 +117,10 @@ async function runGateway(opts: GatewayCliOptions): Promise<void> {
     );
   }
   let metricsServer: Awaited<ReturnType<typeof serveMetrics>> | undefined;
+  let web: WebListeners | undefined;
   try {
+    // [PLK-9.2] the parent page and MQTT over WebSocket (docs/WEB.md): the same broker, limits and audit.
+    web = await startWebListeners(eg, opts, tls, logger);
     if (opts.metricsPort !== undefined) {
       metricsServer = await serveMetrics(metrics.registry, {
         port: opts.metricsPort,
@@ -124,21 +140,31 @@ async function runGateway(opts: GatewayCliOptions): Promise<void> {
     }
     const addr = eg.gateway.address();
     const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
-    const extra = metricsServer
-      ? ` metrics=http://${opts.metricsHost}:${metricsServer.address.port}/metrics`
-      : '';
+    const extra =
+      (metricsServer ? ` metrics=http://${opts.metricsHost}:${metricsServer.address.port}/metrics` : '') +
+      web.summary;
     // The one line on stdout (scripts and tests read the port from it); logs go to stderr as JSON.
     process.stdout.write(
       `plushlink gateway listening on ${tls ? 'mqtts' : 'mqtt'}://${host}:${addr.port} port=${addr.port} gateway=${eg.identity.id}` +
         ` identity=${join(eg.keyDir, 'identity.json')}${eg.created ? ' (new)' : ''}${extra}\n`,
     );
   } catch (err) {
+    await web?.close();
     await eg.close();
     throw err;
   }
-  await eg.audit.append({ at: Date.now(), kind: 'gateway.started', detail: { tls: !!tls } });
+  logger.info(
+    { event: 'gateway.protocol_versions', versions: opts.protocolVersions },
+    `accepting clip protocol versions ${opts.protocolVersions.join(',')}`,
+  );
+  await eg.audit.append({
+    at: Date.now(),
+    kind: 'gateway.started',
+    detail: { tls: !!tls, protocolVersions: opts.protocolVersions.join(',') },
+  });
 
   await stopped;
+  await web.close();
   await metricsServer?.close();
   await eg.audit.append({ at: Date.now(), kind: 'gateway.stopped' });
   await eg.close();
@@ -147,7 +173,7 @@ async function runGateway(opts: GatewayCliOptions): Promise<void> {
 }
 
 export function registerGatewayCommands(program: Command): void {
-  program
+  const cmd = program
     .command('gateway')
     .description(
       'run the authenticated MQTT gateway (Aedes) on a data directory. A new or empty directory is a first start (new gateway key); ' +
@@ -223,10 +249,18 @@ export function registerGatewayCommands(program: Command): void {
       numberOption('--byte-rate', 1024, 1e10),
       DEFAULT_RATE_LIMITS.bytesPerSecond,
     )
+    .option(
+      '--protocol-versions <list>',
+      `clip protocol versions to accept, comma-separated (known: ${[...CLIP_VERSIONS.values()]
+        .map((m) => `${m.version} ${m.name}${m.status === 'experimental' ? ', experimental' : ''}`)
+        .join('; ')}); a clip of any other version is refused (reason "version", audited)`,
+      protocolVersionsOption,
+      DEFAULT_PROTOCOL_VERSIONS,
+    )
     .addOption(new Option('--log-level <level>', 'pino log level').choices(LOG_LEVELS).default('info'))
     .option(
       '--discard-damaged-wal',
       'start although gateway.db-wal or audit.db-wal is damaged, accepting that SQLite drops the committed transactions after the broken frame (the log is copied to FILE.damaged-TIME first)',
-    )
-    .action(action(async (opts: GatewayCliOptions) => runGateway(opts)));
+    );
+  addWebOptions(cmd).action(action(async (opts: GatewayCliOptions) => runGateway(opts)));
 }

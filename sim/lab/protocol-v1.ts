@@ -85,6 +85,7 @@ export const protocolV1: ProtocolModule = {
           },
           // The signature comes last: nothing can be played before the whole envelope has verified.
           playableMs: input.durationMs,
+          readyAfterMs: input.durationMs,
         },
       ],
     };
@@ -94,8 +95,8 @@ export const protocolV1: ProtocolModule = {
     return clip.messages.map((m) => openClip(m.bytes, { recipient, sender }).ogg);
   },
 
-  receipt(clip, recipient, sender, receivedAt) {
-    return createReceipt({ recipient, sender, clipId: clip.clipId, receivedAt });
+  receipts(clip, recipient, sender, receivedAt) {
+    return [createReceipt({ recipient, sender, clipId: clip.clipId, receivedAt })];
   },
 
   connectMessages(input) {

@@ -49,6 +49,11 @@ export interface WireMessage {
    * with each chunk (time to first audio comes from the first message with a value above 0).
    */
   readonly playableMs: number;
+  /**
+   * Audio (ms from the clip's start) that must be recorded before this message can be sealed and
+   * sent: v1 the whole clip; a chunked version the end of the chunk (streamed while recording).
+   */
+  readonly readyAfterMs: number;
 }
 
 export interface SealedClip {
@@ -62,8 +67,11 @@ export interface SealInput {
   readonly pcm: Int16Array;
   readonly sampleRate: number;
   readonly durationMs: number;
-  /** The real encoder (with the config's settings): PCM → Ogg Opus. May be called once or per chunk. */
-  readonly encode: (pcm: Int16Array) => EncodedClip;
+  /**
+   * The real encoder (with the config's settings): PCM → Ogg Opus. May be called once or per chunk;
+   * `pageMs` bounds the audio per Ogg page (a chunked version cuts its chunks at pages).
+   */
+  readonly encode: (pcm: Int16Array, opts?: { readonly pageMs?: number }) => EncodedClip;
   readonly sender: PrivateIdentity;
   readonly recipients: readonly PublicIdentity[];
   readonly sequence: number;
@@ -107,8 +115,13 @@ export interface ProtocolModule {
   sealClip(input: SealInput): SealedClip;
   /** Opens the messages as `recipient` would (verifying everything) and returns the Ogg Opus streams to play in order. */
   openClip(clip: SealedClip, recipient: PrivateIdentity, sender: PublicIdentity): readonly Uint8Array[];
-  /** The receipt `recipient` returns for `clip` from `sender`. */
-  receipt(clip: SealedClip, recipient: PrivateIdentity, sender: EndpointId, receivedAt: number): Uint8Array;
+  /** The receipts `recipient` returns for `clip` from `sender`, each its own MQTT message (v1: one per clip). */
+  receipts(
+    clip: SealedClip,
+    recipient: PrivateIdentity,
+    sender: EndpointId,
+    receivedAt: number,
+  ): readonly Uint8Array[];
   connectMessages(input: ConnectInput): ConnectMessages;
 }
 

@@ -118,6 +118,8 @@ export interface DayReport {
     readonly airtimeMs: number;
     readonly latencyMs: number;
     readonly firstAudioMs: number;
+    /** From the start of the recording to the first audio on the parent (what streaming shortens). */
+    readonly firstAudioFromStartMs: number;
     readonly energyMj: number;
   };
   readonly bytesSent: Bytes;
@@ -219,12 +221,16 @@ interface Ctx {
   encodedAudioMs: number;
 }
 
-function encoderFor(ctx: Ctx, serialSeed: string): (pcm: Int16Array) => EncodedClip {
+function encoderFor(
+  ctx: Ctx,
+  serialSeed: string,
+): (pcm: Int16Array, opts?: { readonly pageMs?: number }) => EncodedClip {
   const codec = ctx.config.codec;
   const random = ctx.random(serialSeed);
-  return (pcm) => {
+  return (pcm, opts) => {
     const t = process.cpuUsage();
     const e = encodePcmToOgg(pcm, {
+      ...(opts?.pageMs !== undefined ? { maxPageDurationMs: opts.pageMs } : {}),
       serial: u32From(random),
       settings: {
         sampleRate: LAB_SAMPLE_RATE,
@@ -287,6 +293,11 @@ function flowTransport(prefix: string, f: FlowResult): Record<string, number> {
   };
 }
 
+/** How many receipts one parent returns for `sealed` (v1: one; chunked: one per chunk). */
+function receiptsPerClip(module: Ctx['module'], sealed: SealedClip, ctx: Ctx): number {
+  return module.receipts(sealed, ctx.parents[0]!, ctx.toy.id, DAY0).length;
+}
+
 /** One sent clip, from the end of recording to the start of playback on the first parent. */
 function simulateSent(ctx: Ctx, index: number, atMs: number, linkFreeAt: { ms: number }): SentClipReport {
   const { config, c, module } = ctx;
@@ -328,7 +339,18 @@ function simulateSent(ctx: Ctx, index: number, atMs: number, linkFreeAt: { ms: n
   const encodeTail = Math.max(frameCost, encMs + config.codec.frameMs - durationMs);
   const sealMs = sealed.messages.reduce((s, m) => s + sealMcuMs(m.work, c), 0);
   const endAt = atMs + durationMs;
-  const readyAt = endAt + encodeTail + sealMs;
+  // When each message can leave: its audio recorded, encoded (the streaming encoder's tail) and
+  // sealed. v1: the whole clip, then the one envelope; a chunked version: chunk by chunk.
+  const msgReadyAt: number[] = [];
+  {
+    let sealDone = 0;
+    for (const m of sealed.messages) {
+      const audioDone = atMs + m.readyAfterMs + encodeTail;
+      sealDone = Math.max(sealDone, audioDone) + sealMcuMs(m.work, c);
+      msgReadyAt.push(sealDone);
+    }
+  }
+  const readyAt = msgReadyAt[0]!;
   const start = Math.max(readyAt, linkFreeAt.ms);
   const queueMs = start - readyAt;
 
@@ -367,6 +389,7 @@ function simulateSent(ctx: Ctx, index: number, atMs: number, linkFreeAt: { ms: n
     const phone = ctx.parents[0]!;
     for (const [i, m] of sealed.messages.entries()) {
       const s = streams[i]!;
+      t = Math.max(t, msgReadyAt[i]!);
       // On average the next connection event anchor is half an interval away.
       const linkMs = intervalMs / 2 + usToMs(s.durationUs);
       t += linkMs;
@@ -396,7 +419,8 @@ function simulateSent(ctx: Ctx, index: number, atMs: number, linkFreeAt: { ms: n
     let t = start;
     let awakeUs = 0;
     let txUs = 0;
-    for (const m of sealed.messages) {
+    for (const [i, m] of sealed.messages.entries()) {
+      t = Math.max(t, msgReadyAt[i]!);
       const topic = module.topics.clip(ctx.toy.id);
       const ex = publishExchange(path, topic, m.bytes.length, c, ctx.linkRng, 'publisher');
       bytes.mqtt += publishBytes(topic, m.bytes.length) - m.bytes.length + PUBACK_BYTES;
@@ -412,8 +436,10 @@ function simulateSent(ctx: Ctx, index: number, atMs: number, linkFreeAt: { ms: n
       airUs += ex.publish.airtimeUs + ex.puback.airtimeUs;
     }
     toyLinkMs = uplinkMs;
-    // Each parent's receipt comes back to the toy's inbox later (PLK-6.2), buffered by the AP to a DTIM beacon.
-    for (let i = 0; i < ctx.parents.length; i++) {
+    // Each parent's receipts (v1: one per clip; chunked: one per chunk) come back to the toy's
+    // inbox later (PLK-6.2), buffered by the AP to a DTIM beacon.
+    const receiptsBack = ctx.parents.length * receiptsPerClip(module, sealed, ctx);
+    for (let i = 0; i < receiptsBack; i++) {
       const ex = publishExchange(
         path,
         module.topics.inbox(ctx.toy.id),
@@ -469,6 +495,8 @@ function simulateSent(ctx: Ctx, index: number, atMs: number, linkFreeAt: { ms: n
     deliveryMs,
     openMs: c.timing.parentOpenMs,
     firstAudioMs: firstAudioAt - endAt,
+    // From the first word: v1 waits for the whole recording; a chunked clip plays while it goes on.
+    firstAudioFromStartMs: firstAudioAt - atMs,
     fullClipMs: fullAt - endAt,
   };
   return {
@@ -516,13 +544,14 @@ function simulateReceived(
   });
   // The toy opens what it gets: the real bytes must verify and decrypt.
   module.openClip(sealed, ctx.toy, publicPart(sender));
-  const receipt = module.receipt(sealed, ctx.toy, sender.id, DAY0 + atMs + durationMs);
+  const receiptMsgs = module.receipts(sealed, ctx.toy, sender.id, DAY0 + atMs + durationMs);
+  const receiptBytes = receiptMsgs.reduce((n, r) => n + r.length, 0);
 
   const parts = partsOf(sealed);
   const envelopeBytes = sealed.messages.reduce((s, m) => s + m.bytes.length, 0);
   const bytes = emptyBytes();
   for (const k of PART_NAMES) bytes[k] = parts[k];
-  bytes.receipts = receipt.length;
+  bytes.receipts = receiptBytes;
   const transport: Record<string, number> = {};
   const v = c.supplyVolts;
   const openMs = sealed.messages.reduce((s, m) => s + openMcuMs(m.work, c), 0);
@@ -530,7 +559,11 @@ function simulateReceived(
   const firstFrameDecodeMs = (decodeMs * config.codec.frameMs) / durationMs;
   const energy = {
     radio: 0,
-    crypto: energyMj(c.mcu.activeMa, openMs + signMcuMs(receipt.length, c), v),
+    crypto: energyMj(
+      c.mcu.activeMa,
+      openMs + receiptMsgs.reduce((ms, r) => ms + signMcuMs(r.length, c), 0),
+      v,
+    ),
     decode: energyMj(c.mcu.activeMa, decodeMs, v),
     playback: energyMj(c.audio.playbackMa, durationMs, v),
   };
@@ -581,10 +614,10 @@ function simulateReceived(
     const begin = bleCommand(CMD_BEGIN_CLIP_IN_BYTES, p, ctx.linkRng);
     const streams = sealed.messages.map((m) => bleClipStream(m.bytes.length, 'phone-to-toy', p, ctx.linkRng));
     const play = bleCommand(CMD_PLAY_BYTES, p, ctx.linkRng);
-    const receiptOut = bleClipStream(receipt.length, 'toy-to-phone', p, ctx.linkRng);
-    const all = sumBursts([...begin, ...streams, ...play, receiptOut]);
-    bytes.transport += all.onAirOctets - envelopeBytes - receipt.length;
-    addInto(transport, { ble: all.onAirOctets - envelopeBytes - receipt.length });
+    const receiptsOut = receiptMsgs.map((r) => bleClipStream(r.length, 'toy-to-phone', p, ctx.linkRng));
+    const all = sumBursts([...begin, ...streams, ...play, ...receiptsOut]);
+    bytes.transport += all.onAirOctets - envelopeBytes - receiptBytes;
+    addInto(transport, { ble: all.onAirOctets - envelopeBytes - receiptBytes });
     energy.radio += bleRadioMj(all, c);
     airUs += all.airtimeUs;
     const intervalMs = config.link.intervalMs;
@@ -593,20 +626,22 @@ function simulateReceived(
       2 * intervalMs +
       usToMs(sumBursts([...begin, ...play]).durationUs) +
       streams.reduce((s, b) => s + intervalMs / 2 + usToMs(b.durationUs), 0);
-    busyUs = (linkMs + intervalMs / 2 + usToMs(receiptOut.durationUs)) * 1000;
+    busyUs = (linkMs + receiptsOut.reduce((ms, r) => ms + intervalMs / 2 + usToMs(r.durationUs), 0)) * 1000;
     t += linkMs;
-    // The receipt leaves through the phone (not defined by v1 for a BLE-only toy: see notes).
-    const rex = publishExchange(
-      ctx.phonePath,
-      module.topics.relay(relay.id),
-      receipt.length,
-      c,
-      ctx.phoneRng,
-      'none',
-    );
-    bytes.mqtt += publishBytes(module.topics.relay(relay.id), receipt.length) - receipt.length + PUBACK_BYTES;
-    bytes.transport += flowOverhead(rex.publish) + flowOverhead(rex.puback);
-    addInto(transport, flowTransport('phone', sumFlows([rex.publish, rex.puback])));
+    // The receipts leave through the phone (not defined by v1 for a BLE-only toy: see notes).
+    for (const r of receiptMsgs) {
+      const rex = publishExchange(
+        ctx.phonePath,
+        module.topics.relay(relay.id),
+        r.length,
+        c,
+        ctx.phoneRng,
+        'none',
+      );
+      bytes.mqtt += publishBytes(module.topics.relay(relay.id), r.length) - r.length + PUBACK_BYTES;
+      bytes.transport += flowOverhead(rex.publish) + flowOverhead(rex.puback);
+      addInto(transport, flowTransport('phone', sumFlows([rex.publish, rex.puback])));
+    }
   } else {
     const path = ctx.toyPath!;
     // In power save the AP holds the frames until the next DTIM beacon the toy wakes for.
@@ -626,15 +661,17 @@ function simulateReceived(
       airUs += ex.publish.airtimeUs + ex.puback.airtimeUs;
     }
     t += linkMs;
-    // The toy's receipt to its rcpt topic [PLK-6.1].
+    // The toy's receipts to its rcpt topic [PLK-6.1].
     const rtopic = module.topics.receipt(ctx.toy.id);
-    const rex = publishExchange(path, rtopic, receipt.length, c, ctx.linkRng, 'publisher');
-    bytes.mqtt += publishBytes(rtopic, receipt.length) - receipt.length + PUBACK_BYTES;
-    bytes.transport += flowOverhead(rex.publish) + flowOverhead(rex.puback);
-    addInto(transport, flowTransport('wifi', sumFlows([rex.publish, rex.puback])));
-    awakeUs += rex.publish.durationUs + c.timing.gatewayMs * 1000 + rex.puback.durationUs;
-    txUs += rex.publish.stationTxUs + rex.puback.stationTxUs;
-    airUs += rex.publish.airtimeUs + rex.puback.airtimeUs;
+    for (const r of receiptMsgs) {
+      const rex = publishExchange(path, rtopic, r.length, c, ctx.linkRng, 'publisher');
+      bytes.mqtt += publishBytes(rtopic, r.length) - r.length + PUBACK_BYTES;
+      bytes.transport += flowOverhead(rex.publish) + flowOverhead(rex.puback);
+      addInto(transport, flowTransport('wifi', sumFlows([rex.publish, rex.puback])));
+      awakeUs += rex.publish.durationUs + c.timing.gatewayMs * 1000 + rex.puback.durationUs;
+      txUs += rex.publish.stationTxUs + rex.puback.stationTxUs;
+      airUs += rex.publish.airtimeUs + rex.puback.airtimeUs;
+    }
     energy.radio += wifiRadioMj(awakeUs, txUs, c);
     busyUs = awakeUs;
   }
@@ -867,6 +904,7 @@ export async function runLab(config: LabConfig, opts: RunOptions = {}): Promise<
         airtimeMs: r3(mean(sent.map((s) => s.airtimeMs))),
         latencyMs: r3(mean(sent.map((s) => s.latencyMs.fullClipMs ?? 0))),
         firstAudioMs: r3(mean(sent.map((s) => s.latencyMs.firstAudioMs ?? 0))),
+        firstAudioFromStartMs: r3(mean(sent.map((s) => s.latencyMs.firstAudioFromStartMs ?? 0))),
         energyMj: r3(mean(sent.map((s) => s.energyMj.total ?? 0))),
       },
       bytesSent,

@@ -65,11 +65,11 @@ export const METRICS: readonly Metric[] = [
   },
   {
     key: 'firstAudioMs',
-    label: 'time to first audio',
+    label: 'time to first audio (from the first word)',
     unit: 'ms',
     better: 'lower',
     decimals: 0,
-    get: (r) => r.day.perClip.firstAudioMs,
+    get: (r) => r.day.perClip.firstAudioFromStartMs,
   },
   {
     key: 'receivedMs',

@@ -11,11 +11,14 @@ import { ConnectError, ConnectRefusedError, GatewayProofError } from '../../devi
 import { AdminError } from '../../gateway/admin.ts';
 import { PublishRefusedError } from '../../gateway/publish.ts';
 import { StoreError } from '../../gateway/store/common.ts';
+import { WebServerError } from '../../gateway/web.ts';
+import { WebSocketError } from '../../gateway/websocket.ts';
 import { CliError } from '../../scripts/cli-util.ts';
 import { CodedError, isCodedError, PlushlinkError } from '../../shared/errors.ts';
+import { WebError } from '../../web/src/errors.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const RUNTIME = ['shared', 'platform', 'device', 'gateway', 'sim', 'scripts'];
+const RUNTIME = ['shared', 'platform', 'device', 'gateway', 'sim', 'scripts', 'web'];
 
 function files(dir: string): string[] {
   return readdirSync(join(ROOT, dir), { withFileTypes: true }).flatMap((e) =>
@@ -37,6 +40,9 @@ describe('error hierarchy', () => {
     ['GatewayProofError', new GatewayProofError('x', { cause })],
     ['PublishRefusedError', new PublishRefusedError('bad-signature', 'x', { cause })],
     ['CliError', new CliError('x', 2, { cause })],
+    ['WebServerError', new WebServerError('WEB_NOT_BUILT', 'x', { cause })],
+    ['WebSocketError', new WebSocketError('WS_OPTIONS', 'x', { cause })],
+    ['WebError', new WebError('WEB_CONNECT', 'x', { cause })],
   ];
 
   for (const [name, err] of samples) {

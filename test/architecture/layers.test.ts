@@ -1,4 +1,4 @@
-// Layers point one way: shared (pure) ← platform ← device | gateway ← sim ← scripts; device and gateway never import each other.
+// Layers point one way: shared (pure) ← platform ← device | gateway ← sim ← scripts; device and gateway never import each other; the browser page (web/) takes only shared/ and the pure codec files.
 import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,7 +14,18 @@ const ALLOWED: Readonly<Record<string, readonly string[]>> = {
   gateway: ['shared', 'platform'],
   sim: ['shared', 'platform', 'device', 'gateway'],
   scripts: ['shared', 'platform', 'device', 'gateway', 'sim'],
+  web: ['shared', 'device'],
 };
+
+/** What the browser page may take from device/: the Ogg Opus muxer and what it needs (no Node, no native code). */
+const WEB_DEVICE_FILES = new Set([
+  'device/codec/ogg.ts',
+  'device/codec/opus-packet.ts',
+  'device/codec/crc32.ts',
+  'device/codec/errors.ts',
+]);
+/** Packages the page bundles (scripts/build-web.ts refuses any node: built-in as well). */
+const WEB_PACKAGES = new Set(['mqtt', 'tweetnacl', '@noble/hashes/sha2.js', '@noble/hashes/blake2.js']);
 
 /** Development tools run through tsx (never compiled or shipped) may also use test fixtures. */
 const DEV_TOOLS = [
@@ -27,6 +38,8 @@ const DEV_TOOLS = [
 
 /** shared/ is pure: only these packages, no sockets, files, threads or clock of its own. */
 const SHARED_PACKAGES = new Set(['node:crypto', 'tweetnacl', '@noble/hashes/blake2.js']);
+/** shared/ modules the page bundles: all but crypto-node.ts (swapped, see web/src/platform-crypto.ts) must not need Node. */
+const SHARED_NODE_ONLY = new Set(['shared/crypto-node.ts']);
 
 /**
  * Module-level bindings shared/ may hold: memo caches of values derived from constants, which no
@@ -98,6 +111,11 @@ describe('layers', () => {
       for (const spec of importsOf(text)) {
         if (!spec.startsWith('.') && !SHARED_PACKAGES.has(spec)) problems.push(`${file} imports ${spec}`);
       }
+      if (
+        !SHARED_NODE_ONLY.has(file) &&
+        (importsOf(text).some((s) => s.startsWith('node:')) || /\bBuffer\.\w/.test(text))
+      )
+        problems.push(`${file} needs Node (node: import or Buffer) but the browser page bundles it`);
       if (/\b(Date\.now|performance\.now|setTimeout|setInterval|process\.hrtime)\b/.test(text))
         problems.push(`${file} reads a clock of its own`);
       for (const m of text.matchAll(
@@ -107,6 +125,30 @@ describe('layers', () => {
         if (!SHARED_MEMOS.has(name)) problems.push(`${file} holds module state ${m[1] ?? m[2]}`);
       }
     }
+    expect(problems).toEqual([]);
+  });
+
+  it('web/ (the browser page) imports from device/ only the pure codec files, and no Node built-in', () => {
+    const problems: string[] = [];
+    const reach = new Set<string>();
+    const visit = (file: string): void => {
+      if (reach.has(file)) return;
+      reach.add(file);
+      for (const spec of importsOf(readFileSync(join(ROOT, file), 'utf8'))) {
+        if (!spec.startsWith('.')) {
+          if (!WEB_PACKAGES.has(spec) && !file.startsWith('shared/'))
+            problems.push(`${file} imports ${spec}`);
+          continue;
+        }
+        const target = relative(ROOT, resolve(ROOT, dirname(file), spec));
+        if (topFolder(target) === 'device' && !WEB_DEVICE_FILES.has(target))
+          problems.push(`${file} → ${target}`);
+        // shared/crypto-node.ts is the one module the page build swaps for web/src/platform-crypto.ts.
+        if (target !== 'shared/crypto-node.ts' && /^(shared|device|web)\//.test(target)) visit(target);
+      }
+    };
+    for (const f of sourceFiles('web')) visit(f);
+    expect(reach.has('device/codec/ogg.ts')).toBe(true);
     expect(problems).toEqual([]);
   });
 

@@ -1,12 +1,12 @@
-// Transport test double: an in-process "gateway" implementing Connector, with deterministic delivery and dedup.
+// Transport test double: an in-process "gateway" implementing Connector, with deterministic delivery and dedup (v1 envelopes and v2 chunks alike).
 
 import type { Connector, ConnectRequest, EndpointLink } from '../../device/transport/wifi.ts';
 import { toHex } from '../../shared/bytes.ts';
-import { decodeClip } from '../../shared/envelope.ts';
 import { MSG } from '../../shared/limits.ts';
 import { decodeReceipt } from '../../shared/receipt.ts';
 import { inboxTopic, parseTopic } from '../../shared/topics.ts';
 import type { EndpointId } from '../../shared/types.ts';
+import { decodeClipObject } from '../../shared/versions.ts';
 
 export interface Published {
   readonly from: EndpointId;
@@ -42,6 +42,10 @@ class FakeLink implements EndpointLink {
       });
     });
   }
+  /** [PLK-4.6] Whether the toy waits for a roster after connecting (FakeNet.sendsRoster). */
+  get sendsRoster(): boolean {
+    return this.net.sendsRoster;
+  }
   deliver(payload: Uint8Array): void {
     if (this.handler) this.handler(inboxTopic(this.id), payload);
     else this.buffered.push(payload);
@@ -71,6 +75,8 @@ class FakeLink implements EndpointLink {
 export class FakeNet implements Connector {
   up = true;
   holdAcks = false;
+  /** Links announce a roster after the proof (then `push` one); default false. */
+  sendsRoster = false;
   connects = 0;
   readonly published: Published[] = [];
   private readonly links = new Map<EndpointId, FakeLink>();
@@ -98,6 +104,11 @@ export class FakeNet implements Connector {
     if (this.links.get(link.id) === link) this.links.delete(link.id);
   }
 
+  /** Puts a message in `to`'s inbox now, or when it next connects. */
+  push(to: EndpointId, payload: Uint8Array): void {
+    this.send(to, payload);
+  }
+
   private send(to: EndpointId, payload: Uint8Array): void {
     const link = this.links.get(to);
     if (link) link.deliver(payload);
@@ -114,17 +125,19 @@ export class FakeNet implements Connector {
     if (t.id !== from.id) return false;
     this.published.push({ from: from.id, topic, payload });
     if (payload[0] === MSG.CLIP) {
-      const h = decodeClip(payload).header;
-      const key = `${h.sender}:${toHex(h.clipId)}`;
+      // Stored under its store id: a v1 clip id, a v2 chunk's delivery id [PLK-14.9].
+      const clip = decodeClipObject(payload);
+      const h = clip.header;
+      const key = `${h.sender}:${toHex(clip.storeId)}`;
       if (this.clips.has(key)) return true; // duplicate: acknowledged again, not forwarded
       if (h.sequence <= (this.lastSeq.get(h.sender) ?? 0)) return false;
       this.lastSeq.set(h.sender, h.sequence);
       this.clips.add(key);
-      this.senders.set(toHex(h.clipId), h.sender);
+      this.senders.set(toHex(clip.storeId), h.sender);
       for (const r of h.recipients) this.send(r.id, payload);
       return true;
     }
-    if (payload[0] === MSG.RECEIPT) {
+    if (payload[0] === MSG.RECEIPT || payload[0] === MSG.UNOPENABLE) {
       const r = decodeReceipt(payload);
       this.send(r.sender, payload);
       return true;

@@ -239,8 +239,9 @@ async function scenario(w: World, faults: ReadonlySet<Fault>, relay: boolean) {
   );
   // A flipped ciphertext byte: still decodes, no longer verifies.
   if (faults.has('bad-signature')) payload[payload.length - 64 - 10]! ^= 0x01;
-  // An unsupported version byte: refused by the decoder (PLK_E_VERSION).
-  if (faults.has('malformed')) payload[1] = 2;
+  // A version byte no module knows: refused by the decoder (PLK_E_VERSION). A known version the
+  // gateway is not configured for (2, [PLK-14.7]) is the `version` refusal, tested in chunked-gateway.test.ts.
+  if (faults.has('malformed')) payload[1] = 0x7f;
   const ctx = w.ctx(faults.has('size') ? { maxEnvelopeBytes: payload.length - 1 } : {});
   return {
     ctx,

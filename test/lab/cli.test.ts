@@ -186,7 +186,7 @@ describe('plushlink lab', () => {
     'refuses bad input with one line and the right exit code; --help everywhere',
     async () => {
       const bad = config('bad', { codec: { bitrateKbps: 1000 } });
-      const v2 = config('v2', { protocol: { version: 2 } });
+      const v2 = config('v7', { protocol: { version: 7 } });
       writeFileSync(join(dir, 'broken.json'), '{"codec": ');
       const wav = config('nowav', { speech: 'missing.wav', usage: tiny });
       const [r1, r2, r3, r4, r5, r6, r7, h1, h2, h3, h4] = await Promise.all([
@@ -206,7 +206,7 @@ describe('plushlink lab', () => {
       oneLine(
         r2,
         2,
-        /^plushlink: lab: protocol\.version: version 2 is not available in this lab \(available: 1\)$/,
+        /^plushlink: lab: protocol\.version: version 7 is not available in this lab \(available: 1, 2\)$/,
       );
       oneLine(r3, 2, /^plushlink: lab: .*broken\.json: not valid JSON \(/);
       oneLine(r4, 2, /^plushlink: lab: cannot read configuration .*nope\.json: no such file$/);

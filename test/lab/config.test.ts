@@ -77,8 +77,8 @@ describe('lab configuration', () => {
     [{ link: { kind: 'ble', tls: true } }, /^lab: link\.tls: unknown key/],
     [{ link: { kind: 'wifi', lossRate: 0.9 } }, 'lab: link.lossRate: must be 0..0.5, got 0.9'],
     [
-      { protocol: { version: 2 } },
-      'lab: protocol.version: version 2 is not available in this lab (available: 1)',
+      { protocol: { version: 7 } },
+      'lab: protocol.version: version 7 is not available in this lab (available: 1, 2)',
     ],
     [
       { protocol: { version: 1, chunkMs: 1000 } },
@@ -172,10 +172,10 @@ describe('LabError', () => {
 });
 
 describe('protocol versions are modules in a registry', () => {
-  it('v1 is registered; a module for another version lifts the refusal by registering itself', () => {
-    expect(registeredVersions()).toEqual([1]);
+  it('v1 and v2 are registered; a module for another version lifts the refusal by registering itself', () => {
+    expect(registeredVersions()).toEqual([1, 2]);
     expect(refusal({ protocol: { version: 9 } })).toMatch(
-      /version 9 is not available in this lab \(available: 1\)/,
+      /version 9 is not available in this lab \(available: 1, 2\)/,
     );
     const seen: unknown[] = [];
     const v9: ProtocolModule = {
@@ -191,7 +191,7 @@ describe('protocol versions are modules in a registry', () => {
     const c = parseConfig({ protocol: { version: 9, chunkMs: 500 } });
     expect(c.protocol).toEqual({ version: 9, options: { chunkMs: 500 } });
     expect(seen).toEqual([{ chunkMs: 500 }]);
-    expect(registeredVersions()).toEqual([1, 9]);
+    expect(registeredVersions()).toEqual([1, 2, 9]);
     expect(() => registerProtocol({ ...v9 })).toThrow(/already registered/);
   });
 });
