@@ -18,6 +18,11 @@ import {
   verifyAudit,
 } from '../../gateway/admin.ts';
 import type { AuditVerifyReport } from '../../gateway/audit.ts';
+import {
+  type ClusterAdminHandles,
+  openClusterAdmin,
+  restoreIntoPostgres,
+} from '../../gateway/cluster/admin.ts';
 import type { EndpointRole, FamilyId } from '../../gateway/interfaces.ts';
 import { isFamilyId } from '../../gateway/store/common.ts';
 import { PRIVATE_KEY_FILE, readIdentity } from '../../platform/keyfiles.ts';
@@ -26,6 +31,7 @@ import { isEndpointId, type PublicIdentity } from '../../shared/identity.ts';
 import { looksLikeIdentityCode, parseIdentityCode } from '../../shared/identity-code.ts';
 import type { EndpointId } from '../../shared/types.ts';
 import { action, CliError, checkOutDir, printJson } from '../cli-util.ts';
+import { addClusterOptions } from './gateway-cluster.ts';
 
 interface DataOptions {
   data: string;
@@ -35,6 +41,9 @@ interface DataOptions {
   json?: boolean;
   yes?: boolean;
   out?: string;
+  /** A gateway on PostgreSQL (docs/SCALING.md): its store and audit log instead of DATA's SQLite files. */
+  postgres?: string;
+  pgSchema?: string;
 }
 
 const DATA_HELP = 'gateway data directory (gateway.db, audit.db)';
@@ -85,16 +94,23 @@ const CREATE_HELP =
 async function withAdmin(
   opts: DataOptions,
   canCreate: boolean,
-  fn: (h: AdminHandles) => Promise<void>,
+  fn: (h: AdminHandles | ClusterAdminHandles) => Promise<void>,
 ): Promise<void> {
   // Default: the key `plushlink gateway --data DIR` keeps in DIR/gateway (scripts/commands/gateway.ts).
   const defaultKey = join(opts.data, 'gateway');
   const gatewayKey =
     opts.gatewayKey ?? (existsSync(join(defaultKey, PRIVATE_KEY_FILE)) ? defaultKey : undefined);
-  let h: AdminHandles;
+  let h: AdminHandles | ClusterAdminHandles;
   try {
     const common = { create: canCreate && opts.create === true, ...(gatewayKey ? { gatewayKey } : {}) };
-    h = await openAdmin(opts.data, common);
+    h =
+      opts.postgres !== undefined
+        ? await openClusterAdmin(opts.data, {
+            ...common,
+            postgres: opts.postgres,
+            ...(opts.pgSchema ? { schema: opts.pgSchema } : {}),
+          })
+        : await openAdmin(opts.data, common);
   } catch (err) {
     if (err instanceof AdminError && err.code === 'ADMIN_NO_DATA') {
       throw new CliError(
@@ -115,7 +131,10 @@ async function withAdmin(
 }
 
 function withDataOptions(cmd: Command): Command {
-  return cmd.option('--data <dir>', DATA_HELP, './data').option('--gateway-key <path>', KEY_HELP);
+  return addClusterOptions(
+    cmd.option('--data <dir>', DATA_HELP, './data').option('--gateway-key <path>', KEY_HELP),
+    'administer the gateway whose store is there (--data then only holds its key)',
+  );
 }
 
 export function registerAdminCommands(program: Command): void {
@@ -358,18 +377,27 @@ export function registerAdminCommands(program: Command): void {
       }),
     );
 
-  program
-    .command('restore')
-    .description(
-      'restore a backup into a new data directory, after checking it (files, PRAGMA quick_check, audit chain with its own key, key ↔ database)',
-    )
-    .argument('<backup>', 'backup directory (made by plushlink backup)')
-    .requiredOption('--data <dir>', 'new data directory to restore into (must not exist, or be empty)')
-    .option('--json', 'print the result as JSON')
-    .action(
-      action(async (from: string, opts: { data: string; json?: boolean }) => {
+  addClusterOptions(
+    program
+      .command('restore')
+      .description(
+        'restore a backup into a new data directory, after checking it (files, PRAGMA quick_check, audit chain with its own key, key ↔ database)',
+      )
+      .argument('<backup>', 'backup directory (made by plushlink backup)')
+      .requiredOption('--data <dir>', 'new data directory to restore into (must not exist, or be empty)')
+      .option('--json', 'print the result as JSON'),
+    'restore into that (empty) schema instead; --data then receives only the gateway key',
+  ).action(
+    action(
+      async (from: string, opts: { data: string; json?: boolean; postgres?: string; pgSchema?: string }) => {
         await checkOutDir(opts.data, '--data');
-        const r = await restore(from, opts.data);
+        const r =
+          opts.postgres !== undefined
+            ? await restoreIntoPostgres(from, opts.data, {
+                postgres: opts.postgres,
+                ...(opts.pgSchema ? { schema: opts.pgSchema } : {}),
+              })
+            : await restore(from, opts.data);
         if (opts.json) {
           printJson(r);
           return;
@@ -383,7 +411,12 @@ export function registerAdminCommands(program: Command): void {
             'the database did not record its gateway id (older data): the gateway records it at its next start\n',
           );
         }
-        process.stdout.write(`start it with: plushlink gateway --data ${r.dir}\n`);
-      }),
-    );
+        process.stdout.write(
+          opts.postgres !== undefined
+            ? `start nodes with: plushlink gateway --data ${r.dir} --postgres URL --redis URL${opts.pgSchema ? ` --pg-schema ${opts.pgSchema}` : ''} (copy ${r.dir}/gateway to every node)\n`
+            : `start it with: plushlink gateway --data ${r.dir}\n`,
+        );
+      },
+    ),
+  );
 }

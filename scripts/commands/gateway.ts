@@ -4,18 +4,25 @@ import { join } from 'node:path';
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import { pino } from 'pino';
 import { GATEWAY_ID_META } from '../../gateway/datadir.ts';
-import { DEFAULT_RATE_LIMITS, startEmbeddedGateway } from '../../gateway/embedded.ts';
+import { DEFAULT_RATE_LIMITS } from '../../gateway/embedded.ts';
 import { DAY_MS } from '../../gateway/gateway.ts';
 import { createGatewayMetrics, serveMetrics } from '../../gateway/metrics.ts';
 import { LIMITS } from '../../shared/limits.ts';
 import { CLIP_VERSIONS, DEFAULT_PROTOCOL_VERSIONS, parseProtocolVersions } from '../../shared/versions.ts';
 import { action, CliError, durationOption, intOption, numberOption } from '../cli-util.ts';
+import {
+  addClusterOptions,
+  addRedisOptions,
+  type ClusterCliOptions,
+  clusterSettings,
+  startGatewayNode,
+} from './gateway-cluster.ts';
 import { addWebOptions, startWebListeners, type WebCliOptions, type WebListeners } from './web.ts';
 
 /** pino's levels: anything else makes pino throw "default level:X must be included in custom levels". */
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
-interface GatewayCliOptions extends WebCliOptions {
+interface GatewayCliOptions extends WebCliOptions, ClusterCliOptions {
   host: string;
   port: number;
   data: string;
@@ -63,7 +70,8 @@ async function runGateway(opts: GatewayCliOptions): Promise<void> {
       : undefined;
   // The gateway's own registry, with the process_* and nodejs_* defaults (docs/OPERATIONS.md).
   const metrics = createGatewayMetrics(undefined, { processMetrics: true });
-  const eg = await startEmbeddedGateway({
+  // --postgres and --redis: one node of several (docs/SCALING.md); otherwise the embedded gateway.
+  const eg = await startGatewayNode(clusterSettings(opts), {
     dataDir: opts.data,
     host: opts.host,
     port: opts.port,
@@ -262,5 +270,6 @@ export function registerGatewayCommands(program: Command): void {
       '--discard-damaged-wal',
       'start although gateway.db-wal or audit.db-wal is damaged, accepting that SQLite drops the committed transactions after the broken frame (the log is copied to FILE.damaged-TIME first)',
     );
+  addRedisOptions(addClusterOptions(cmd));
   addWebOptions(cmd).action(action(async (opts: GatewayCliOptions) => runGateway(opts)));
 }
