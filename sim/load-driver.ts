@@ -50,6 +50,11 @@ export interface TargetInfo {
   readonly kind: 'embedded' | 'forked' | 'external' | 'aedes' | 'mosquitto';
   readonly mode: 'gateway' | 'plain';
   readonly url: string;
+  /**
+   * Several nodes of one gateway (docs/SCALING.md): parent p connects to node p mod n and each toy
+   * to the node after its parent's, so every clip and receipt crosses nodes. `url` is the first.
+   */
+  readonly urls?: readonly string[];
   readonly gatewayId: string | null;
   readonly gatewaySignPublicKey: Uint8Array | null;
 }
@@ -331,10 +336,11 @@ export class LoadDriver {
     identity: PrivateIdentity,
     timeoutMs: number,
     hooks: { token?: Uint8Array; onToken?: (t: Uint8Array) => void } = {},
+    url = this.init.target.url,
   ): Promise<Outcome> {
     const t0 = performance.now();
     const common = {
-      url: this.init.target.url,
+      url,
       identity,
       timeoutMs,
       keepalive: 600,
@@ -423,8 +429,15 @@ export class LoadDriver {
     client.on('error', () => {});
   }
 
+  /** The node an endpoint connects to: see TargetInfo.urls (a toy's node is never its parent's). */
+  private urlOf(ep: Member, isParent: boolean): string {
+    const urls = this.init.target.urls;
+    if (!urls || urls.length < 2) return this.init.target.url;
+    return urls[(isParent ? ep.index : ep.parent + 1) % urls.length]!;
+  }
+
   private async connectOne(ep: Member, isParent: boolean, timeoutMs: number): Promise<boolean> {
-    const r = await this.openConnection(ep.identity, timeoutMs);
+    const r = await this.openConnection(ep.identity, timeoutMs, {}, this.urlOf(ep, isParent));
     if (!r.ok) {
       this.counters.connectFailures++;
       this.countError(`connect:${r.error}`);

@@ -41,6 +41,8 @@ interface RawOptions {
   gatewayMetrics?: string;
   gatewayIdentity?: string;
   gatewayData?: string;
+  gatewayPostgres?: string;
+  gatewayPgSchema?: string;
   json?: boolean;
   threshold: string[];
   speech: 'bundled' | 'synth';
@@ -87,6 +89,8 @@ export function toLoadtestOptions(o: RawOptions): LoadtestOptions {
     gatewayMetricsUrl: o.gatewayMetrics ?? null,
     gatewayIdentityFile: o.gatewayIdentity ?? null,
     gatewayDataDir: o.gatewayData ?? null,
+    gatewayPostgres: o.gatewayPostgres ?? null,
+    gatewayPgSchema: o.gatewayPgSchema ?? null,
     thresholds: o.threshold ?? [],
     speech: o.speech ?? LOADTEST_DEFAULTS.speech,
     wavFiles: (o.wav ?? []).map((f) => resolve(f)),
@@ -99,7 +103,7 @@ export function registerLoadtestCommands(program: Command): void {
     .description('load-test a PlushLink gateway with simulated toys and parents (loopback only by default)')
     .option(
       '--gateway <url>',
-      '"embedded" (in-process gateway on a free port), "forked" (same, in a child process) or mqtt://127.0.0.1:PORT',
+      '"embedded" (in-process gateway on a free port), "forked" (same, in a child process), mqtt://127.0.0.1:PORT, or URL1,URL2,… — nodes of one gateway (toys spread across them, each parent on another node than its toys)',
       LOADTEST_DEFAULTS.gateway,
     )
     .option('--toys <n>', 'simulated toys', intOption('--toys', 1, CAPS.toys), LOADTEST_DEFAULTS.toys)
@@ -199,6 +203,11 @@ export function registerLoadtestCommands(program: Command): void {
     )
     .option('--gateway-identity <file>', 'external gateway: its public identity.json (pins the proof key)')
     .option('--gateway-data <dir>', 'external gateway: its data dir, to provision the simulated toys')
+    .option(
+      '--gateway-postgres <url>',
+      'external gateway on PostgreSQL: provision through its store (--gateway-data then holds only its key)',
+    )
+    .option('--gateway-pg-schema <name>', 'with --gateway-postgres: the gateway schema (default plushlink)')
     .option(
       '--gateway-pid <pid>',
       'external gateway: sample its CPU and memory from /proc',

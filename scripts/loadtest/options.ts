@@ -30,6 +30,8 @@ export const LOADTEST_DEFAULTS: LoadtestOptions = {
   gatewayMetricsUrl: null,
   gatewayIdentityFile: null,
   gatewayDataDir: null,
+  gatewayPostgres: null,
+  gatewayPgSchema: null,
   thresholds: [],
   speech: 'bundled',
   wavFiles: [],

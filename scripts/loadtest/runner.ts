@@ -367,11 +367,16 @@ export async function runLoadtest(opts: LoadtestOptions, hooks: RunHooks = {}): 
   } else {
     if (!opts.gatewayIdentityFile)
       throw new Error('--gateway-identity is required with an external --gateway');
+    // URL1,URL2,…: nodes of one gateway; toys and their parents on different nodes (TargetInfo.urls).
+    const urls = opts.gateway.split(',');
+    if (urls.length > 1) hooks.log?.(`${urls.length} gateway nodes: ${urls.join(' ')}`);
     const ext = await externalGateway({
-      url: opts.gateway,
+      url: urls[0]!,
+      urls,
       identityFile: opts.gatewayIdentityFile,
       dataDir: opts.gatewayDataDir,
       pid: opts.gatewayPid,
+      postgres: opts.gatewayPostgres ? { url: opts.gatewayPostgres, schema: opts.gatewayPgSchema } : null,
     });
     if (ext.register) await ext.register(registrations(fleet));
     else notes.push('no --gateway-data: the toys must already be provisioned in the gateway');

@@ -37,6 +37,14 @@ export function isLoopbackHost(host: string): boolean {
  */
 export function checkTarget(value: string, allowRemote: boolean): void {
   if (value === 'embedded' || value === 'forked') return;
+  // Several nodes of one gateway: URL1,URL2,… (docs/SCALING.md), each checked.
+  if (value.includes(',')) {
+    const urls = value.split(',');
+    if (urls.some((u) => u === 'embedded' || u === 'forked' || u === ''))
+      throw new CliError('--gateway URL1,URL2,…: a list of mqtt:// URLs only', 2);
+    for (const u of urls) checkTarget(u, allowRemote);
+    return;
+  }
   let url: URL;
   try {
     url = new URL(value);

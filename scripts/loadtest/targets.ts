@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { Aedes } from 'aedes';
 import type { Registry } from 'prom-client';
 import { type FamilyRegistration, openAdmin, registerFamilies } from '../../gateway/admin.ts';
+import { openClusterAdmin } from '../../gateway/cluster/admin.ts';
 import {
   gatewayDataPaths,
   startEmbeddedGateway as startGatewayOnDataDir,
@@ -240,19 +241,32 @@ export function procSample(pid: number): ResourceSample | null {
  */
 export async function externalGateway(opts: {
   url: string;
+  /** Every node of the gateway (TargetInfo.urls), when there are several. */
+  urls?: readonly string[];
   identityFile: string;
   dataDir: string | null;
   pid: number | null;
+  /** A gateway on PostgreSQL: its store, provisioned with the key of `dataDir` (cluster/admin.ts). */
+  postgres?: { url: string; schema: string | null } | null;
 }): Promise<Target & { register: Provisionable['register'] | null }> {
   const gw = parseIdentityJson(readFileSync(opts.identityFile, 'utf8'));
-  const admin = opts.dataDir
-    ? await openAdmin(opts.dataDir, { gatewayKey: gatewayDataPaths(opts.dataDir).keyDir })
-    : null;
+  const gatewayKey = opts.dataDir ? gatewayDataPaths(opts.dataDir).keyDir : undefined;
+  const admin =
+    opts.dataDir && opts.postgres
+      ? await openClusterAdmin(opts.dataDir, {
+          postgres: opts.postgres.url,
+          ...(opts.postgres.schema ? { schema: opts.postgres.schema } : {}),
+          ...(gatewayKey ? { gatewayKey } : {}),
+        })
+      : opts.dataDir
+        ? await openAdmin(opts.dataDir, { gatewayKey: gatewayDataPaths(opts.dataDir).keyDir })
+        : null;
   return {
     info: {
       kind: 'external',
       mode: 'gateway',
       url: opts.url,
+      ...(opts.urls && opts.urls.length > 1 ? { urls: opts.urls } : {}),
       gatewayId: gw.id,
       gatewaySignPublicKey: gw.signPublicKey,
     },

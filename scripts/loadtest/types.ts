@@ -54,6 +54,9 @@ export interface LoadtestOptions {
   readonly gatewayIdentityFile: string | null;
   /** External gateway: data dir whose store the toys are provisioned into. */
   readonly gatewayDataDir: string | null;
+  /** External gateway on PostgreSQL: provision through its store (gatewayDataDir then holds only the key). */
+  readonly gatewayPostgres: string | null;
+  readonly gatewayPgSchema: string | null;
   /** `--threshold` expressions (scripts/loadtest/thresholds.ts), checked before any work. */
   readonly thresholds: readonly string[];
   /** What the toys say without --wav: the bundled recordings (assets/speech) or synthetic speech. */

@@ -83,6 +83,8 @@ export interface Cluster {
   readonly engines: Engines;
   readonly schema: string;
   readonly gateway: PublicIdentity;
+  /** A data directory holding only the gateway key (DIR/gateway: endpoint.key, identity.json), as admin commands take it. */
+  readonly keyDataDir: string;
   readonly nodes: GatewayNode[];
   /** The admin handles on the shared store (as `plushlink … --postgres` opens them). */
   readonly admin: ClusterAdminHandles;
@@ -195,6 +197,7 @@ export async function startCluster(engines: Engines, nodes: number): Promise<Clu
     engines,
     schema,
     gateway: publicPart(gatewayIdentity),
+    keyDataDir: join(base, 'key'),
     nodes: list,
     admin,
     startNode,

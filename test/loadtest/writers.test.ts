@@ -75,6 +75,11 @@ describe('safety', () => {
     expect(() => checkTarget('mqtt://192.168.1.2:1883', false)).toThrow(/non-loopback/);
     expect(() => checkTarget('mqtt://192.168.1.2:1883', true)).not.toThrow();
     expect(() => checkTarget('http://127.0.0.1', false)).toThrow(/mqtt/);
+    // Nodes of one gateway (docs/SCALING.md): each URL is checked; embedded/forked are not nodes.
+    expect(() => checkTarget('mqtt://127.0.0.1:1,mqtt://127.0.0.2:2', false)).not.toThrow();
+    expect(() => checkTarget('mqtt://127.0.0.1:1,mqtt://192.168.1.2:2', false)).toThrow(/non-loopback/);
+    expect(() => checkTarget('mqtt://127.0.0.1:1,embedded', false)).toThrow(/list of mqtt/);
+    expect(() => checkTarget('mqtt://127.0.0.1:1,', false)).toThrow(/list of mqtt/);
     const usage = expectCode(() => checkTarget('nonsense', false), 'CLI_USAGE', CliError);
     expect(usage.exitCode).toBe(2);
     expect(usage.message).toMatch(/must be "embedded", "forked" or an mqtt:\/\/ URL/);
