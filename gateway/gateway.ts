@@ -277,7 +277,26 @@ export function createGateway(opts: GatewayOptions): Gateway {
       if (opts.cluster) {
         // [PLK-12.4] a recipient connected to another node: through Aedes' shared pub/sub to its inbox.
         forwarder.remote = (topic, payload) => b.publish(inboxPacket(topic, payload), () => {});
-        opts.cluster.onDeliveryGap(() => void forwarder.resync((c) => states.get(c)?.inbox));
+        // One resync at a time; gaps signalled meanwhile fold into one more pass after it (a flapping
+        // bus must not stack backlog sends on an already loaded node).
+        let resyncing = false;
+        let again = false;
+        const resync = async (): Promise<void> => {
+          if (resyncing) {
+            again = true;
+            return;
+          }
+          resyncing = true;
+          try {
+            do {
+              again = false;
+              await forwarder.resync((c) => states.get(c)?.inbox).catch(() => {});
+            } while (again);
+          } finally {
+            resyncing = false;
+          }
+        };
+        opts.cluster.onDeliveryGap(() => void resync());
       }
       b.on('subscribe', onSubscribed);
       b.on('clientDisconnect', (client) => {

@@ -295,12 +295,19 @@ function clusterBus(
     peers.delete(idOf(p));
     done();
   });
+  // This node's own stalls: a beat that arrives late because this event loop (or the bus) was busy
+  // says nothing about the peer. After a tick that came late, every peer gets a fresh start rather
+  // than being declared lost — under overload a false alarm would resend every backlog and add load.
+  let lastTick = Date.now();
   const alive = setInterval(() => {
     mq.emit({ topic: `$SYS/${brokerId}/plk-alive`, payload: Buffer.from(brokerId) }, () => {});
     const now = Date.now();
+    const stalled = now - lastTick > 2 * ALIVE_MS;
+    lastTick = now;
     let lost = false;
     for (const [id, at] of peers) {
-      if (now - at > LOST_MS) {
+      if (stalled) peers.set(id, Math.max(at, now - ALIVE_MS));
+      else if (now - at > LOST_MS) {
         peers.delete(id);
         lost = true;
       }
