@@ -1,4 +1,5 @@
 // `plushlink gateway --postgres URL --redis URL`: the gateway as one node of several on shared PostgreSQL and Redis (gateway/cluster/node.ts); without them, the embedded gateway.
+import { performance } from 'node:perf_hooks';
 import { type Command, Option } from 'commander';
 import { startClusterGateway } from '../../gateway/cluster/node.ts';
 import type { DataDirCheck } from '../../gateway/datadir.ts';
@@ -32,6 +33,8 @@ export type GatewayNode = Pick<
   readonly store: GatewayStore;
   readonly audit: AuditLog;
   readonly check: Pick<DataDirCheck, 'discardedWal'>;
+  /** A cluster node: whether the shared Redis answers (for /readyz; a node without it refuses every connect). */
+  readonly sharedState?: () => Promise<string>;
 };
 
 const SCHEMA_RE = /^[a-z_][a-z0-9_]{0,62}$/;
@@ -99,5 +102,14 @@ export async function startGatewayNode(
     ...(o.firmwarePollMs !== undefined ? { firmwarePollMs: o.firmwarePollMs } : {}),
     ...(o.gateway ? { gateway: o.gateway } : {}),
   });
-  return { ...node, check: { discardedWal: [] } };
+  return {
+    ...node,
+    check: { discardedWal: [] },
+    sharedState: async () => {
+      const t0 = performance.now();
+      const pong = await node.redis.ping();
+      if (pong !== 'PONG') throw new Error(`redis answered ${pong}`);
+      return `answering (${(performance.now() - t0).toFixed(1)} ms)`;
+    },
+  };
 }

@@ -142,7 +142,19 @@ async function runGateway(opts: GatewayCliOptions): Promise<void> {
             id === eg.identity.id
               ? `answering (${(performance.now() - t0).toFixed(1)} ms)`
               : `answered with gateway id ${String(id)}, not ${eg.identity.id}`;
-          return { ready: !stopping && id === eg.identity.id, checks: { broker, store } };
+          // A cluster node also needs Redis: without it every connect is refused (fail closed).
+          let redis: string | undefined;
+          let redisOk = true;
+          if (eg.sharedState) {
+            redis = await eg.sharedState().catch((err: unknown) => {
+              redisOk = false;
+              return `not answering (${err instanceof Error ? err.message : String(err)})`;
+            });
+          }
+          return {
+            ready: !stopping && id === eg.identity.id && redisOk,
+            checks: { broker, store, ...(redis !== undefined ? { redis } : {}) },
+          };
         },
       });
     }

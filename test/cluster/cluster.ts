@@ -47,6 +47,8 @@ export interface GatewayNode {
   readonly index: number;
   readonly port: number;
   readonly url: string;
+  /** http://127.0.0.1:PORT of the node's /metrics, /healthz and /readyz (docs/OPERATIONS.md). */
+  readonly metricsBase: string;
   readonly pid: number;
   readonly child: ChildProcess;
   /** SIGKILL: the node dies at once, mid-whatever. */
@@ -141,6 +143,8 @@ export async function startCluster(engines: Engines, nodes: number): Promise<Clu
         '100000',
         '--clip-burst',
         '100000',
+        '--metrics-port',
+        '0',
         '--log-level',
         'warn',
       ],
@@ -151,27 +155,31 @@ export async function startCluster(engines: Engines, nodes: number): Promise<Clu
     child.stderr?.on('data', (d: Buffer) => {
       err = (err + d.toString()).slice(-50_000);
     });
-    const port = await new Promise<number>((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error(`node ${index} did not start: ${err}`)), 30_000);
-      child.stdout?.on('data', (d: Buffer) => {
-        out += d.toString();
-        const m = /port=(\d+)/.exec(out);
-        if (m) {
+    const { port, metricsBase } = await new Promise<{ port: number; metricsBase: string }>(
+      (resolve, reject) => {
+        const t = setTimeout(() => reject(new Error(`node ${index} did not start: ${err}`)), 30_000);
+        child.stdout?.on('data', (d: Buffer) => {
+          out += d.toString();
+          const m = /port=(\d+)/.exec(out);
+          const metrics = /metrics=(http:\/\/[^/\s]+)\/metrics/.exec(out);
+          if (m && metrics) {
+            clearTimeout(t);
+            resolve({ port: Number(m[1]), metricsBase: metrics[1]! });
+          }
+        });
+        child.once('exit', (code) => {
           clearTimeout(t);
-          resolve(Number(m[1]));
-        }
-      });
-      child.once('exit', (code) => {
-        clearTimeout(t);
-        reject(new Error(`node ${index} exited with ${code}: ${err}`));
-      });
-    });
+          reject(new Error(`node ${index} exited with ${code}: ${err}`));
+        });
+      },
+    );
     const pid = child.pid!;
     const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
     const node: GatewayNode = {
       index,
       port,
       url: `mqtt://127.0.0.1:${port}`,
+      metricsBase,
       pid,
       child,
       async kill() {

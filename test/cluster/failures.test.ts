@@ -135,7 +135,20 @@ describe('Redis restarted mid-run', () => {
     }
     await until('five clips delivered', () => box.clips.size === 5);
 
+    const readyz = async (node: GatewayNode) => {
+      const r = await fetch(`${node.metricsBase}/readyz`);
+      return { status: r.status, body: (await r.json()) as { checks: Record<string, string> } };
+    };
+    expect((await readyz(a)).status).toBe(200);
+    expect((await readyz(a)).body.checks.redis).toMatch(/^answering/);
+
     await engines.redis.kill(); // a crash: no AOF, every key it held is gone
+    // The readiness probe says so (a load balancer stops sending toys here, docs/SCALING.md).
+    // (Once the node has seen its connection drop; until then a ping may wait for its timeout.)
+    await until('node A reports Redis down on /readyz', async () => {
+      const down = await readyz(a);
+      return down.status === 503 && /^not answering/.test(down.body.checks.redis ?? '');
+    });
     // New connects are refused (CONNACK 3 or a closed socket), on both nodes.
     for (const node of [a, b]) {
       const err = await cluster.connect(f.parents[0]!, node).then(
@@ -148,6 +161,7 @@ describe('Redis restarted mid-run', () => {
     expect(await outcome(toy, envs[5]!)).toBe('closed');
 
     await engines.redis.start();
+    await until('node A is ready again', async () => (await readyz(a)).status === 200);
     toy = await connectWhenBack(cluster, f.toy, a);
     for (const e of envs.slice(5)) {
       await toy.publishClip(e);
