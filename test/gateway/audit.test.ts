@@ -16,6 +16,7 @@ import {
 import { generateIdentity } from '../../shared/identity.ts';
 import { seededRandom } from '../../shared/random.ts';
 import type { EndpointId } from '../../shared/types.ts';
+import { runAuditLogContract } from './audit.contract.ts';
 
 const dirs: string[] = [];
 afterAll(() => {
@@ -57,6 +58,12 @@ async function verify(dir: string, opts: SqliteAuditLogOptions = keys) {
   await log.close();
   return r;
 }
+
+runAuditLogContract('SqliteAuditLog', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'plushlink-audit-contract-'));
+  dirs.push(dir);
+  return { open: async () => openSqliteAuditLog(dir, keys) };
+});
 
 describe('SqliteAuditLog', () => {
   it('untouched log verifies; files are private; anchors are signed', async () => {
