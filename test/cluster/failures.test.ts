@@ -1,4 +1,4 @@
-// Failures of a multi-node gateway: a node SIGKILLed mid-burst, Redis restarted, PostgreSQL stopped — no acknowledged clip is ever lost, and nothing unstored is acknowledged [PLK-3.5][PLK-12.3][PLK-12.4].
+// Failures of a multi-node gateway: a node SIGKILLed mid-burst, Redis killed (mid-burst and between clips), PostgreSQL stopped (mid-burst and between clips) — no acknowledged clip is ever lost, and nothing unstored is acknowledged [PLK-3.5][PLK-12.3][PLK-12.4].
 import { afterEach, describe, expect, it } from 'vitest';
 import { ConnectError, type EndpointConnection } from '../../device/transport/mqtt-connect.ts';
 import type { PrivateIdentity } from '../../shared/identity.ts';
@@ -66,6 +66,43 @@ function outcome(conn: EndpointConnection, env: Uint8Array): Promise<'acked' | '
   });
 }
 
+/**
+ * A burst of `n` clips (4 kB each) from a toy on node A to a parent on node B; `stop` (an engine
+ * going away) runs once `after` PUBACKs have come. Returns the clips acknowledged by the time the
+ * toy's connection closed, and every envelope.
+ */
+async function burstThrough(
+  cluster: Cluster,
+  stop: () => Promise<void>,
+  opts: { n: number; after: number },
+): Promise<{ ackedAtStop: Set<string>; envs: Uint8Array[]; mum: PrivateIdentity; toyId: string }> {
+  const [a, b] = cluster.nodes as [GatewayNode, GatewayNode];
+  const f = await cluster.family(1);
+  const mum = f.parents[0]!;
+  await cluster.connect(mum, b);
+  const toy = await cluster.connect(f.toy, a);
+  const envs = Array.from({ length: opts.n }, (_, i) =>
+    makeClip(f.toy, [publicPart(mum)], { sequence: i + 1, oggBytes: 4000 }),
+  );
+  const acked = new Set<string>();
+  const closed = new Promise<void>((r) => toy.client.once('close', () => r()));
+  const settled = burst(toy, envs, acked);
+  await until(`${opts.after} PUBACKs`, () => acked.size >= opts.after);
+  await stop();
+  // Either the gateway closes the connection (a refused clip) or every publish settles first.
+  await Promise.race([closed, settled]);
+  toy.client.end(true);
+  return { ackedAtStop: new Set(acked), envs, mum, toyId: f.toy.id };
+}
+
+/** Every clip in `keys` is in the shared store, pending for `recipient`. */
+async function expectStored(cluster: Cluster, recipient: string, keys: Set<string>): Promise<void> {
+  const pending = await cluster.admin.store.pendingFor(recipient as PrivateIdentity['id'], 10_000);
+  const stored = new Set(pending.map((p) => `${p.sender}:${p.clipId}`));
+  const missing = [...keys].filter((k) => !stored.has(k));
+  expect(missing).toEqual([]);
+}
+
 describe('a gateway node SIGKILLed mid-burst', () => {
   it('loses no acknowledged clip: its toy resends to another node and every clip reaches both parents [PLK-12.3][PLK-12.4]', async () => {
     const { cluster } = await setup(2);
@@ -108,6 +145,14 @@ describe('a gateway node SIGKILLed mid-burst', () => {
 });
 
 describe('Redis restarted mid-run', () => {
+  it('killed mid-burst: every clip acknowledged (before or while it went) is in the store [PLK-12.3]', async () => {
+    const { engines, cluster } = await setup(2);
+    const r = await burstThrough(cluster, () => engines.redis.kill(), { n: 200, after: 20 });
+    expect(r.ackedAtStop.size).toBeGreaterThanOrEqual(20);
+    await expectStored(cluster, r.mum.id, r.ackedAtStop);
+    await engines.redis.start();
+  });
+
   it('the gateways fail closed while it is gone and recover without losing an acknowledged clip [PLK-3.5]', async () => {
     const { engines, cluster } = await setup(2);
     const [a, b] = cluster.nodes as [GatewayNode, GatewayNode];
@@ -189,6 +234,20 @@ describe('Redis restarted mid-run', () => {
 });
 
 describe('PostgreSQL stopped', () => {
+  it('mid-burst: every clip acknowledged before the stop is in the store once it is back [PLK-12.3]', async () => {
+    const { engines, cluster } = await setup(2);
+    const r = await burstThrough(cluster, () => engines.pg.stop(), { n: 200, after: 20 });
+    expect(r.ackedAtStop.size).toBeGreaterThanOrEqual(20);
+    await engines.pg.start();
+    await until('the store answers again', async () =>
+      cluster.admin.store.lastSequence(r.toyId as PrivateIdentity['id']).then(
+        () => true,
+        () => false,
+      ),
+    );
+    await expectStored(cluster, r.mum.id, r.ackedAtStop);
+  });
+
   it('no PUBACK is ever sent for a clip that is not stored; after it returns, clips flow again [PLK-12.3]', async () => {
     const { engines, cluster } = await setup(2);
     const [a, b] = cluster.nodes as [GatewayNode, GatewayNode];
