@@ -10,7 +10,9 @@ import {
   statSync,
 } from 'node:fs';
 import { join } from 'node:path';
+import type { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
+import { startWorker } from '../../platform/entry.ts';
 import type { EndpointId } from '../../shared/types.ts';
 import type {
   AcceptResult,
@@ -25,6 +27,7 @@ import type {
   RegistryChange,
   StoredNonce,
 } from '../interfaces.ts';
+import type { CheckpointerReply, CheckpointerRequest, CheckpointerSetup } from './checkpointer.ts';
 import {
   checkClip,
   checkClipId,
@@ -57,6 +60,16 @@ const LAZY_COMMIT_MS = 20;
  */
 export type StoreSync = 'inline' | 'thread';
 const ENV_SYNC: StoreSync = process.env.PLK_STORE_SYNC === 'thread' ? 'thread' : 'inline';
+/** Where WAL checkpoints run: see SqliteStoreOptions.checkpoint. */
+export type StoreCheckpoint = 'inline' | 'thread';
+const ENV_CHECKPOINT: StoreCheckpoint | undefined =
+  process.env.PLK_STORE_CHECKPOINT === 'thread' || process.env.PLK_STORE_CHECKPOINT === 'inline'
+    ? process.env.PLK_STORE_CHECKPOINT
+    : undefined;
+/** Pages between SQLite's own checkpoints (inline), 16 MiB of 4 KiB pages. */
+const AUTOCHECKPOINT_PAGES = 4000;
+/** How often the checkpoint thread runs a PASSIVE checkpoint, ms. */
+const CHECKPOINT_INTERVAL_MS = 250;
 const DEFAULT_COMMIT_WINDOW_MS = 4;
 const ENV_WINDOW = process.env.PLK_COMMIT_WINDOW_MS ? Number(process.env.PLK_COMMIT_WINDOW_MS) : undefined;
 
@@ -175,6 +188,14 @@ export interface SqliteStoreOptions {
   sync?: StoreSync;
   /** Shortest time between two commits while writes keep arriving, ms. Default 4 (PLK_COMMIT_WINDOW_MS). */
   commitWindowMs?: number;
+  /**
+   * Where WAL checkpoints run. `inline` (default, or PLK_STORE_CHECKPOINT): SQLite's own, inside the
+   * commit that crosses 4000 pages — 20–35 ms of one commit here, during which the event loop waits.
+   * `thread`: a worker thread with its own connection runs a PASSIVE checkpoint every 250 ms
+   * (checkpointer.ts), so commits never wait for one; durability is unchanged (a checkpoint only
+   * copies frames that are already durable in the WAL).
+   */
+  checkpoint?: StoreCheckpoint;
 }
 
 interface EndpointRow {
@@ -232,7 +253,7 @@ export function openDatabase(path: string, busyTimeoutMs = 5000): Database.Datab
   const db = new Database(path, { timeout: busyTimeoutMs });
   db.pragma('journal_mode = WAL');
   // Checkpoint every 4000 pages (16 MiB) rather than 1000: fewer checkpoint stalls under clip load.
-  db.pragma('wal_autocheckpoint = 4000');
+  db.pragma(`wal_autocheckpoint = ${AUTOCHECKPOINT_PAGES}`);
   db.pragma('journal_size_limit = 16777216');
   // [PLK-12.3] FULL, not NORMAL: in WAL mode synchronous=NORMAL does not fsync the WAL at each
   // commit, so a power loss can roll back the last committed transactions — clips we already
@@ -804,6 +825,11 @@ export class SqliteStore extends SqliteStoreBase {
   private retiredFds: number[] = [];
   protected readonly s: ReturnType<typeof prepareStatements>;
   private readonly ops: WriteOps;
+  /** The checkpoint thread (`checkpoint: 'thread'`), until it exits; then SQLite's own checkpoints again. */
+  private checkpointer: Worker | undefined;
+  private checkpointerExited: Promise<void> = Promise.resolve();
+  /** Checkpoints the thread made that copied frames, and their total time (PLK_STORE_TRACE). */
+  checkpoints = { count: 0, ms: 0, maxMs: 0 };
 
   constructor(path: string, opts: SqliteStoreOptions = {}) {
     super();
@@ -820,6 +846,38 @@ export class SqliteStore extends SqliteStoreBase {
     this.threadSync = (opts.sync ?? ENV_SYNC) === 'thread';
     this.commitWindowMs = opts.commitWindowMs ?? ENV_WINDOW ?? DEFAULT_COMMIT_WINDOW_MS;
     if (this.threadSync) this.db.pragma('synchronous = NORMAL');
+    if ((opts.checkpoint ?? ENV_CHECKPOINT ?? 'inline') === 'thread') this.startCheckpointer(opts);
+  }
+
+  /** Moves checkpoints to a worker thread (SqliteStoreOptions.checkpoint). */
+  private startCheckpointer(opts: SqliteStoreOptions): void {
+    const setup: CheckpointerSetup = {
+      path: this.path,
+      busyTimeoutMs: opts.busyTimeoutMs ?? 5000,
+      intervalMs: CHECKPOINT_INTERVAL_MS,
+    };
+    this.db.pragma('wal_autocheckpoint = 0');
+    const worker = startWorker(import.meta.url, 'checkpointer', './sqlite-writer-boot.mjs', {
+      workerData: setup,
+    });
+    worker.unref();
+    this.checkpointer = worker;
+    worker.on('message', (m: CheckpointerReply) => {
+      if (m.t !== 'ckpt') return;
+      this.checkpoints.count++;
+      this.checkpoints.ms += m.ms;
+      this.checkpoints.maxMs = Math.max(this.checkpoints.maxMs, m.ms);
+    });
+    // A thread that fails to start or dies leaves the WAL to SQLite's own checkpoints again: the
+    // log must never grow without bound.
+    worker.on('error', () => {});
+    this.checkpointerExited = new Promise((resolve) => {
+      worker.once('exit', () => {
+        this.checkpointer = undefined;
+        if (!this.closed) this.db.pragma(`wal_autocheckpoint = ${AUTOCHECKPOINT_PAGES}`);
+        resolve();
+      });
+    });
   }
 
   // ---- group commit ---------------------------------------------------------------------------
@@ -1006,7 +1064,16 @@ export class SqliteStore extends SqliteStoreBase {
 
   /** See `checkpointTruncate(db)`. */
   checkpointTruncate(): boolean {
-    return checkpointTruncate(this.db);
+    if (checkpointTruncate(this.db)) return true;
+    if (!this.checkpointer) return false;
+    // The checkpoint thread may hold the checkpoint for a few ms: wait for it (an erase is rare,
+    // and no erased byte may stay in the WAL [PLK-12.5]).
+    const pause = new Int32Array(new SharedArrayBuffer(4));
+    for (let waited = 0; waited < 5000; waited += 5) {
+      Atomics.wait(pause, 0, 0, 5);
+      if (checkpointTruncate(this.db)) return true;
+    }
+    return false;
   }
 
   /** Online, consistent copy (works while other connections write); created exclusively with mode 0600. */
@@ -1021,6 +1088,15 @@ export class SqliteStore extends SqliteStoreBase {
     this.flush(true);
     this.closed = true;
     await this.synced();
+    // The checkpoint thread's connection closes first, so the last one — this — checkpoints the
+    // whole WAL and removes it, as without the thread.
+    const worker = this.checkpointer;
+    if (worker) {
+      worker.postMessage({ t: 'close' } satisfies CheckpointerRequest);
+      const timer = setTimeout(() => void worker.terminate(), 5000);
+      await this.checkpointerExited;
+      clearTimeout(timer);
+    }
     this.db.close();
     for (const fd of [...this.retiredFds, ...(this.walFd === undefined ? [] : [this.walFd])]) closeSync(fd);
     this.retiredFds = [];

@@ -29,6 +29,9 @@ runStoreContract('SqliteStore', async () => openSqliteStore(tempDir()));
 runStoreContract('SqliteStore (WAL synced in the thread pool)', async () =>
   openSqliteStore(tempDir(), { sync: 'thread' }),
 );
+runStoreContract('SqliteStore (checkpoints in a thread)', async () =>
+  openSqliteStore(tempDir(), { checkpoint: 'thread' }),
+);
 runStoreContract('WorkerSqliteStore', async () => openWorkerSqliteStore(tempDir()));
 runStoreContract('MemoryStore', async () => new MemoryStore());
 
@@ -111,147 +114,176 @@ describe('SqliteStore specifics', () => {
     await store.close();
   });
 
-  it('holds no plaintext: no Ogg/Opus magic, no audio samples, no client-side labels; erase leaves no trace [PLK-12.5]', async () => {
-    const dir = tempDir();
-    const store: SqliteStore = openSqliteStore(dir);
-    const rnd = seededRandom('no-plaintext');
-    const { ogg, samples } = syntheticOgg();
-    // Labels exist only on the client side (an app's address book); the store never sees them.
-    const labels = new Map<string, PrivateIdentity>();
-    const families: {
-      id: FamilyId;
-      toy: PrivateIdentity;
-      parents: PrivateIdentity[];
-      envelopes: Uint8Array[];
-    }[] = [];
-    for (const name of ['Mia Example', 'Noah Sample']) {
-      const id = newFamilyId();
-      await store.createFamily(id, 1);
-      const toy = generateIdentity('toy', rnd);
-      const parents = [generateIdentity('parent', rnd), generateIdentity('parent', rnd)];
-      labels.set(`Teddy of ${name}`, toy);
-      labels.set(`Mum of ${name}`, parents[0]!);
-      labels.set(`Dad of ${name}`, parents[1]!);
-      for (const e of [toy, ...parents]) {
-        await store.addEndpoint({
-          id: e.id,
-          role: e.role === 'toy' ? 'toy' : 'parent',
-          signPublicKey: e.signPublicKey,
-          boxPublicKey: e.boxPublicKey,
-          createdAt: 1,
-        });
-        await store.addFamilyMember(id, e.id, 1);
+  it.each([['inline'], ['thread']] as const)(
+    'holds no plaintext: no Ogg/Opus magic, no audio samples, no client-side labels; erase leaves no trace (checkpoints %s) [PLK-12.5]',
+    async (checkpoint) => {
+      const dir = tempDir();
+      const store: SqliteStore = openSqliteStore(dir, { checkpoint });
+      const rnd = seededRandom('no-plaintext');
+      const { ogg, samples } = syntheticOgg();
+      // Labels exist only on the client side (an app's address book); the store never sees them.
+      const labels = new Map<string, PrivateIdentity>();
+      const families: {
+        id: FamilyId;
+        toy: PrivateIdentity;
+        parents: PrivateIdentity[];
+        envelopes: Uint8Array[];
+      }[] = [];
+      for (const name of ['Mia Example', 'Noah Sample']) {
+        const id = newFamilyId();
+        await store.createFamily(id, 1);
+        const toy = generateIdentity('toy', rnd);
+        const parents = [generateIdentity('parent', rnd), generateIdentity('parent', rnd)];
+        labels.set(`Teddy of ${name}`, toy);
+        labels.set(`Mum of ${name}`, parents[0]!);
+        labels.set(`Dad of ${name}`, parents[1]!);
+        for (const e of [toy, ...parents]) {
+          await store.addEndpoint({
+            id: e.id,
+            role: e.role === 'toy' ? 'toy' : 'parent',
+            signPublicKey: e.signPublicKey,
+            boxPublicKey: e.boxPublicKey,
+            createdAt: 1,
+          });
+          await store.addFamilyMember(id, e.id, 1);
+        }
+        families.push({ id, toy, parents, envelopes: [] });
       }
-      families.push({ id, toy, parents, envelopes: [] });
-    }
-    for (const f of families) {
-      for (let seq = 1; seq <= 5; seq++) {
-        const env = sealClip({
-          sender: f.toy,
-          recipients: f.parents,
-          sequence: seq,
-          createdAt: 1000 + seq,
+      for (const f of families) {
+        for (let seq = 1; seq <= 5; seq++) {
+          const env = sealClip({
+            sender: f.toy,
+            recipients: f.parents,
+            sequence: seq,
+            createdAt: 1000 + seq,
+            durationMs: 2000,
+            ogg,
+            random: rnd,
+          });
+          const h = decodeClip(env).header;
+          const r = await store.acceptClip(
+            {
+              sender: h.sender,
+              clipId: toHex(h.clipId),
+              sequence: h.sequence,
+              createdAt: h.createdAt,
+              receivedAt: 2000 + seq,
+              envelope: env,
+            },
+            f.parents.map((p) => p.id),
+          );
+          expect(r).toEqual({ ok: true });
+          f.envelopes.push(env);
+        }
+        const back = sealClip({
+          sender: f.parents[0]!,
+          recipients: [f.toy],
+          sequence: 1,
+          createdAt: 3000,
           durationMs: 2000,
           ogg,
           random: rnd,
         });
-        const h = decodeClip(env).header;
-        const r = await store.acceptClip(
+        const h = decodeClip(back).header;
+        await store.acceptClip(
           {
             sender: h.sender,
             clipId: toHex(h.clipId),
-            sequence: h.sequence,
-            createdAt: h.createdAt,
-            receivedAt: 2000 + seq,
-            envelope: env,
+            sequence: 1,
+            createdAt: 3000,
+            receivedAt: 3001,
+            envelope: back,
           },
-          f.parents.map((p) => p.id),
+          [f.toy.id],
         );
-        expect(r).toEqual({ ok: true });
-        f.envelopes.push(env);
+        f.envelopes.push(back);
       }
-      const back = sealClip({
-        sender: f.parents[0]!,
-        recipients: [f.toy],
-        sequence: 1,
-        createdAt: 3000,
-        durationMs: 2000,
-        ogg,
-        random: rnd,
-      });
-      const h = decodeClip(back).header;
-      await store.acceptClip(
-        {
-          sender: h.sender,
-          clipId: toHex(h.clipId),
-          sequence: 1,
-          createdAt: 3000,
-          receivedAt: 3001,
-          envelope: back,
-        },
-        [f.toy.id],
-      );
-      f.envelopes.push(back);
-    }
-    // The stored bytes still open for a recipient (sanity: we stored the real thing).
-    const pending = await store.pendingFor(families[0]!.parents[0]!.id as EndpointId, 1);
-    expect(
-      openClip(pending[0]!.envelope, { recipient: families[0]!.parents[0]!, sender: families[0]!.toy }).ogg,
-    ).toEqual(ogg);
+      // The stored bytes still open for a recipient (sanity: we stored the real thing).
+      const pending = await store.pendingFor(families[0]!.parents[0]!.id as EndpointId, 1);
+      expect(
+        openClip(pending[0]!.envelope, { recipient: families[0]!.parents[0]!, sender: families[0]!.toy }).ogg,
+      ).toEqual(ogg);
 
-    const forbidden: [string, Buffer][] = [
-      ['OggS', Buffer.from('OggS')],
-      ['OpusHead', Buffer.from('OpusHead')],
-      ['OpusTags', Buffer.from('OpusTags')],
-      ['sample pattern', Buffer.from(samples.subarray(1000, 1032))],
-      ...[...labels.keys()].flatMap((l): [string, Buffer][] => [
-        [l, Buffer.from(l)],
-        [l, Buffer.from(l, 'utf16le')],
-      ]),
-      ['Mia', Buffer.from('Mia')],
-      ['Noah', Buffer.from('Noah')],
-    ];
-    const check = (bytes: Buffer): void => {
-      for (const [what, needle] of forbidden)
-        expect(bytes.indexOf(needle), `${what} found in the database`).toBe(-1);
-    };
-    expect(existsSync(join(dir, 'gateway.db-wal'))).toBe(true);
-    check(dbBytes(dir)); // while open: main file + WAL
+      const forbidden: [string, Buffer][] = [
+        ['OggS', Buffer.from('OggS')],
+        ['OpusHead', Buffer.from('OpusHead')],
+        ['OpusTags', Buffer.from('OpusTags')],
+        ['sample pattern', Buffer.from(samples.subarray(1000, 1032))],
+        ...[...labels.keys()].flatMap((l): [string, Buffer][] => [
+          [l, Buffer.from(l)],
+          [l, Buffer.from(l, 'utf16le')],
+        ]),
+        ['Mia', Buffer.from('Mia')],
+        ['Noah', Buffer.from('Noah')],
+      ];
+      const check = (bytes: Buffer): void => {
+        for (const [what, needle] of forbidden)
+          expect(bytes.indexOf(needle), `${what} found in the database`).toBe(-1);
+      };
+      expect(existsSync(join(dir, 'gateway.db-wal'))).toBe(true);
+      check(dbBytes(dir)); // while open: main file + WAL
 
-    // Erase the first family: none of its envelope bytes or ids remain in the file or the WAL.
-    const [a, b] = [families[0]!, families[1]!];
-    expect(await store.eraseFamily(a.id, 1)).toEqual({ clips: 6, endpoints: 3 });
-    const afterErase = dbBytes(dir);
-    check(afterErase);
-    for (const env of a.envelopes) for (const w of windows(env)) expect(afterErase.indexOf(w)).toBe(-1);
-    for (const e of [a.toy, ...a.parents]) {
-      expect(afterErase.indexOf(Buffer.from(e.signPublicKey))).toBe(-1);
-      expect(afterErase.indexOf(Buffer.from(e.boxPublicKey))).toBe(-1);
+      // Erase the first family: none of its envelope bytes or ids remain in the file or the WAL.
+      const [a, b] = [families[0]!, families[1]!];
+      expect(await store.eraseFamily(a.id, 1)).toEqual({ clips: 6, endpoints: 3 });
+      const afterErase = dbBytes(dir);
+      check(afterErase);
+      for (const env of a.envelopes) for (const w of windows(env)) expect(afterErase.indexOf(w)).toBe(-1);
+      for (const e of [a.toy, ...a.parents]) {
+        expect(afterErase.indexOf(Buffer.from(e.signPublicKey))).toBe(-1);
+        expect(afterErase.indexOf(Buffer.from(e.boxPublicKey))).toBe(-1);
+      }
+      expect(afterErase.indexOf(Buffer.from(a.id))).toBe(-1);
+      // An erased id survives only as a tombstone and as its own `erased` change (the id alone: no
+      // key, no family), so that it can never be registered again [PLK-12.5].
+      const ids = [a.toy, ...a.parents].map((e) => e.id);
+      const tables = (
+        store.db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() as { name: string }[]
+      ).map((t) => t.name);
+      for (const t of tables) {
+        const rows = store.db.prepare(`SELECT * FROM ${t}`).all() as Record<string, unknown>[];
+        const hits = rows.filter((r) =>
+          Object.values(r).some((v) => typeof v === 'string' && (ids as string[]).includes(v)),
+        );
+        if (t === 'tombstones') expect(hits).toHaveLength(3);
+        else if (t === 'registry_changes') {
+          expect(hits.length).toBeGreaterThan(0);
+          for (const h of hits) expect(h.family).toBeNull();
+          expect(hits.filter((h) => h.kind === 'erased')).toHaveLength(3);
+        } else expect(hits, `erased ids in ${t}`).toEqual([]);
+      }
+      // ... while the other family's data is still there (the search itself works).
+      for (const env of b.envelopes)
+        for (const w of windows(env)) expect(afterErase.indexOf(w)).toBeGreaterThan(-1);
+      await store.close();
+      check(dbBytes(dir));
+    },
+  );
+
+  it('checkpoint: thread: commits never checkpoint, the thread copies the WAL into the database, and close leaves no WAL', async () => {
+    const dir = tempDir();
+    const store = openSqliteStore(dir, { checkpoint: 'thread' });
+    expect(store.db.pragma('wal_autocheckpoint', { simple: true })).toBe(0);
+    const toy = newEndpoint('toy');
+    const mum = newEndpoint('parent');
+    await store.addEndpoint(toy);
+    await store.addEndpoint(mum);
+    const dbSize0 = statSync(join(dir, 'gateway.db')).size;
+    for (let i = 1; i <= 40; i++)
+      expect(await store.acceptClip(newClip(toy.id, i), [mum.id])).toEqual({ ok: true });
+    // The thread copies the frames into gateway.db on its own: the main file grows without a
+    // single checkpoint on the store's connection (wal_autocheckpoint is 0 there).
+    const t0 = Date.now();
+    while (store.checkpoints.count === 0 || statSync(join(dir, 'gateway.db')).size <= dbSize0) {
+      if (Date.now() - t0 > 20_000) throw new Error('gave up waiting for the checkpoint thread');
+      await new Promise((r) => setTimeout(r, 20));
     }
-    expect(afterErase.indexOf(Buffer.from(a.id))).toBe(-1);
-    // An erased id survives only as a tombstone and as its own `erased` change (the id alone: no
-    // key, no family), so that it can never be registered again [PLK-12.5].
-    const ids = [a.toy, ...a.parents].map((e) => e.id);
-    const tables = (
-      store.db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() as { name: string }[]
-    ).map((t) => t.name);
-    for (const t of tables) {
-      const rows = store.db.prepare(`SELECT * FROM ${t}`).all() as Record<string, unknown>[];
-      const hits = rows.filter((r) =>
-        Object.values(r).some((v) => typeof v === 'string' && (ids as string[]).includes(v)),
-      );
-      if (t === 'tombstones') expect(hits).toHaveLength(3);
-      else if (t === 'registry_changes') {
-        expect(hits.length).toBeGreaterThan(0);
-        for (const h of hits) expect(h.family).toBeNull();
-        expect(hits.filter((h) => h.kind === 'erased')).toHaveLength(3);
-      } else expect(hits, `erased ids in ${t}`).toEqual([]);
-    }
-    // ... while the other family's data is still there (the search itself works).
-    for (const env of b.envelopes)
-      for (const w of windows(env)) expect(afterErase.indexOf(w)).toBeGreaterThan(-1);
+    expect(await store.backlog()).toBe(40);
     await store.close();
-    check(dbBytes(dir));
+    expect(existsSync(join(dir, 'gateway.db-wal'))).toBe(false);
+    const again = openSqliteStore(dir);
+    expect(await again.lastSequence(toy.id)).toBe(40);
+    await again.close();
   });
 
   it('sync: thread commits with synchronous=NORMAL: the store itself syncs the WAL before settling [PLK-12.3]', async () => {
