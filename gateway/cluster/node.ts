@@ -158,6 +158,9 @@ export async function startClusterGateway(opts: ClusterGatewayOptions): Promise<
     for (const f of cleanup.reverse()) await Promise.resolve(f()).catch(() => {});
   };
   try {
+    // Redis first: a node that cannot reach it must not have claimed or created anything yet.
+    const redis = await connectRedis(opts.redis, { name: `plk-${brokerSuffix}` });
+    cleanup.push(() => redis.quit());
     const { identity, created, keyDir } = await clusterIdentity(dataDir, store);
     const audit = await openPostgresAuditLog({
       url: opts.postgres,
@@ -166,8 +169,6 @@ export async function startClusterGateway(opts: ClusterGatewayOptions): Promise<
       anchorFile: join(dataDir, 'audit.anchor'),
     });
     cleanup.push(() => audit.close());
-    const redis = await connectRedis(opts.redis, { name: `plk-${brokerSuffix}` });
-    cleanup.push(() => redis.quit());
     const prefix = opts.redisPrefix ?? 'plk';
     const bus = clusterBus(opts.redis, brokerSuffix, identity, opts.aedesPersistence ?? 'redis');
     cleanup.push(() => bus.disconnect());

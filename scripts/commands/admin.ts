@@ -112,6 +112,14 @@ async function withAdmin(
           })
         : await openAdmin(opts.data, common);
   } catch (err) {
+    if (err instanceof AdminError && err.code === 'ADMIN_NO_DATA' && opts.postgres !== undefined) {
+      // The schema's tables may now exist (empty): the store creates them when it opens.
+      throw new CliError(
+        canCreate ? `${err.message}: add --create to start a new gateway there` : err.message,
+        1,
+        { cause: err },
+      );
+    }
     if (err instanceof AdminError && err.code === 'ADMIN_NO_DATA') {
       throw new CliError(
         canCreate

@@ -189,4 +189,51 @@ describe('admin commands with --postgres', () => {
     expect(tampered.code).toBe(1);
     expect(tampered.err).toMatch(/TAMPERED at row 2/);
   });
+
+  it('an unreachable --redis or --postgres: one line, exit 1, and nothing claimed in the store', async () => {
+    const data = join(dir, 'unreachable');
+    const noRedis = plushlink(
+      'gateway',
+      '--data',
+      data,
+      '--port',
+      '0',
+      '--postgres',
+      engines.pg.url,
+      '--pg-schema',
+      'unreach',
+      '--redis',
+      'redis://127.0.0.1:1',
+    );
+    expect(noRedis.code).toBe(1);
+    expect(noRedis.err).toMatch(
+      /^plushlink: REDIS_UNAVAILABLE: redis redis:\/\/127\.0\.0\.1:1 is not reachable/,
+    );
+    expect(noRedis.err.trim().split('\n')).toHaveLength(1);
+    // No gateway identity was claimed (nor a key made) by the node that could not start.
+    expect(existsSync(join(data, 'gateway'))).toBe(false);
+    const c = new pg.Client({ connectionString: engines.pg.url });
+    await c.connect();
+    const meta = await c
+      .query("SELECT value FROM unreach.meta WHERE key = 'gateway_id'")
+      .catch(() => ({ rows: [] }));
+    await c.end();
+    expect(meta.rows).toEqual([]);
+
+    const noPg = plushlink(
+      'gateway',
+      '--data',
+      data,
+      '--postgres',
+      'postgres://plushlink:secret@127.0.0.1:1/plushlink',
+      '--redis',
+      engines.redis.url,
+    );
+    expect(noPg.code).toBe(1);
+    expect(noPg.err).toMatch(
+      /^plushlink: STORE_UNAVAILABLE: .*postgres:\/\/plushlink:\*\*\*@127\.0\.0\.1:1\/plushlink is not reachable/,
+    );
+    expect(noPg.err).not.toContain('secret');
+    expect(noPg.err.trim().split('\n')).toHaveLength(1);
+  });
 });
