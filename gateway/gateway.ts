@@ -69,6 +69,12 @@ export interface GatewayOptions {
   readonly audit: AuditLog;
   readonly nonces: NonceStore;
   readonly limiters: GatewayRateLimiters;
+  /**
+   * How long `close` waits for Aedes to close its clients and its pub/sub, ms (default 5000).
+   * Seen on a cluster node after a Redis restart: a client's close waiting on a bus command that
+   * never completes. Past it, `close` goes on (sockets destroyed; the store still drains).
+   */
+  readonly closeTimeoutMs?: number;
   readonly clock?: Clock;
   readonly crypto?: CryptoSuite;
   readonly logger?: Logger;
@@ -392,7 +398,20 @@ export function createGateway(opts: GatewayOptions): Gateway {
       const closed = srv ? new Promise<void>((resolve) => srv.close(() => resolve())) : Promise.resolve();
       if (broker) {
         const b = broker;
-        await new Promise<void>((resolve) => b.close(() => resolve()));
+        const limitMs = opts.closeTimeoutMs ?? 5000;
+        let timer: NodeJS.Timeout | undefined;
+        const outcome = await Promise.race([
+          new Promise<'closed'>((resolve) => b.close(() => resolve('closed'))),
+          new Promise<'timeout'>((resolve) => {
+            timer = setTimeout(() => resolve('timeout'), limitMs);
+          }),
+        ]);
+        clearTimeout(timer);
+        if (outcome === 'timeout')
+          log.warn(
+            { event: 'gateway.close_timeout', ms: limitMs, clients: b.connectedClients },
+            'the broker did not close in time; closing its sockets anyway',
+          );
       }
       for (const s of sockets) s.destroy();
       await closed;
