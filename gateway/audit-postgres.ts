@@ -1,7 +1,7 @@
 // The hash-chained audit log in PostgreSQL, one chain for every gateway node, with the same rows, hashes and signed anchors as the SQLite log [PLK-12.2].
 import { existsSync, renameSync, writeFileSync } from 'node:fs';
 import pg from 'pg';
-import { bytesEqual, fromHex, toHex } from '../shared/bytes.ts';
+import { bytesEqual, toHex } from '../shared/bytes.ts';
 import { isEndpointId } from '../shared/identity.ts';
 import type { Clock } from '../shared/types.ts';
 import {
@@ -12,6 +12,7 @@ import {
   anchorBytes,
   canonicalDetail,
   canonicalRow,
+  checkAnchors,
   readAnchorFile,
   rowHash,
   SqliteAuditLog,
@@ -342,26 +343,9 @@ export class PostgresAuditLog implements AuditLog {
       }
     }
     const last = expected - 1;
-    let anchoredSeq = 0;
-    for (const { a, where } of anchors) {
-      const hash = fromHex(a.hash, 'anchor hash', 32);
-      if (verifier && a.signature !== null) {
-        if (!verifier(anchorBytes(a.seq, a.at, hash), fromHex(a.signature, 'anchor signature'))) {
-          return fail(Math.min(a.seq, last + 1), `${where}: anchor at row ${a.seq} has an invalid signature`);
-        }
-      }
-      if (a.seq > last) {
-        return fail(
-          last + 1,
-          `log ends at row ${last} but the ${where} anchors row ${a.seq}: rows were deleted`,
-        );
-      }
-      const h = hashes.get(a.seq);
-      if (!h || !bytesEqual(h, hash))
-        return fail(a.seq, `row ${a.seq} differs from the ${where} anchor: history rewritten`);
-      if (a.signature !== null || !verifier) anchoredSeq = Math.max(anchoredSeq, a.seq);
-    }
-    return { ok: true, rows, anchoredSeq, signaturesChecked };
+    const checked = checkAnchors(anchors, hashes, last, verifier);
+    if ('firstBadRow' in checked) return fail(checked.firstBadRow, checked.reason);
+    return { ok: true, rows, anchoredSeq: checked.anchoredSeq, signaturesChecked };
   }
 
   /**

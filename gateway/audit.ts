@@ -387,26 +387,9 @@ export class SqliteAuditLog implements AuditLog {
       expected++;
     }
     const last = expected - 1;
-    let anchoredSeq = 0;
-    for (const { a, where } of anchors) {
-      const hash = fromHex(a.hash, 'anchor hash', 32);
-      if (verifier && a.signature !== null) {
-        if (!verifier(anchorBytes(a.seq, a.at, hash), fromHex(a.signature, 'anchor signature'))) {
-          return fail(Math.min(a.seq, last + 1), `${where}: anchor at row ${a.seq} has an invalid signature`);
-        }
-      }
-      if (a.seq > last) {
-        return fail(
-          last + 1,
-          `log ends at row ${last} but the ${where} anchors row ${a.seq}: rows were deleted`,
-        );
-      }
-      const h = hashes.get(a.seq);
-      if (!h || !bytesEqual(h, hash))
-        return fail(a.seq, `row ${a.seq} differs from the ${where} anchor: history rewritten`);
-      if (a.signature !== null || !verifier) anchoredSeq = Math.max(anchoredSeq, a.seq);
-    }
-    return { ok: true, rows, anchoredSeq, signaturesChecked };
+    const checked = checkAnchors(anchors, hashes, last, verifier);
+    if ('firstBadRow' in checked) return fail(checked.firstBadRow, checked.reason);
+    return { ok: true, rows, anchoredSeq: checked.anchoredSeq, signaturesChecked };
   }
 
   /** Anchors the head, then copies the audit database online (exclusive create, mode 0600) and the anchor file. */
@@ -436,6 +419,41 @@ export class SqliteAuditLog implements AuditLog {
 
 /** An anchor file is one line of about 300 bytes; anything much larger is not one. */
 const MAX_ANCHOR_FILE_BYTES = 4096;
+
+/**
+ * [PLK-12.2] Checks the anchors against the recomputed chain: each signed one against the gateway
+ * key (when `verifier` is given), none beyond the last row (rows deleted), each equal to the row's
+ * hash (history rewritten). `hashes` holds the recomputed hash of every anchored row up to `last`.
+ * Shared by the SQLite and the PostgreSQL audit logs.
+ */
+export function checkAnchors(
+  anchors: readonly { a: AuditAnchor; where: string }[],
+  hashes: ReadonlyMap<number, Uint8Array>,
+  last: number,
+  verifier: AuditVerifier | undefined,
+): { anchoredSeq: number } | { firstBadRow: number; reason: string } {
+  const fail = (firstBadRow: number, reason: string) => ({ firstBadRow, reason });
+  let anchoredSeq = 0;
+  for (const { a, where } of anchors) {
+    const hash = fromHex(a.hash, 'anchor hash', 32);
+    if (verifier && a.signature !== null) {
+      if (!verifier(anchorBytes(a.seq, a.at, hash), fromHex(a.signature, 'anchor signature'))) {
+        return fail(Math.min(a.seq, last + 1), `${where}: anchor at row ${a.seq} has an invalid signature`);
+      }
+    }
+    if (a.seq > last) {
+      return fail(
+        last + 1,
+        `log ends at row ${last} but the ${where} anchors row ${a.seq}: rows were deleted`,
+      );
+    }
+    const h = hashes.get(a.seq);
+    if (!h || !bytesEqual(h, hash))
+      return fail(a.seq, `row ${a.seq} differs from the ${where} anchor: history rewritten`);
+    if (a.signature !== null || !verifier) anchoredSeq = Math.max(anchoredSeq, a.seq);
+  }
+  return { anchoredSeq };
+}
 
 /**
  * Reads an anchor file; undefined when missing or malformed. Bounded before it is read (a regular
