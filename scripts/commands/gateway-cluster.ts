@@ -74,6 +74,13 @@ export function clusterSettings(opts: ClusterCliOptions): ClusterSettings | unde
   if (!/^postgres(ql)?:\/\//.test(opts.postgres))
     throw new CliError('--postgres must be a postgres:// URL', 2);
   if (!/^rediss?:\/\//.test(opts.redis)) throw new CliError('--redis must be a redis:// URL', 2);
+  for (const [flag, value] of [
+    ['--postgres', opts.postgres],
+    ['--redis', opts.redis],
+  ] as const) {
+    // A scheme alone is not a URL: a bad port or host is refused here, naming the flag.
+    if (!URL.canParse(value)) throw new CliError(`${flag}: not a valid URL (host, port)`, 2);
+  }
   return {
     postgres: opts.postgres,
     redis: opts.redis,

@@ -193,7 +193,9 @@ async function drive(
   const aborted = (): boolean => hooks.signal?.aborted === true;
   const parents = fleet.roster.families.length;
   const out: ScenarioOut = {};
-  hooks.log?.(`connecting ${parents} parents and ${opts.toys} toys to ${session.target.info.url}`);
+  hooks.log?.(
+    `connecting ${parents} parents and ${opts.toys} toys to ${(session.target.info.urls ?? [session.target.info.url]).join(' ')}`,
+  );
   // --connect-rate 0 means all at once, for the parents too.
   await session.connect('parents', opts.connectRate, parents);
   if (aborted()) return out;

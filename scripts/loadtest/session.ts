@@ -569,7 +569,11 @@ export class Session {
       verdict = `target-bound: ${skipped} sends skipped because the target did not acknowledge fast enough (in-flight limit)`;
     else verdict = 'neither saturated: the offered load was below capacity';
     return {
-      target: { kind: this.target.info.kind, url: this.target.info.url },
+      // Several nodes of one gateway: every node's URL, comma-separated as on the command line.
+      target: {
+        kind: this.target.info.kind,
+        url: (this.target.info.urls ?? [this.target.info.url]).join(','),
+      },
       phaseMs: Math.round(this.runMs),
       totals: { ...c, errors: clipErrors, lost: this.lost },
       errors: { ...this.total.errors },

@@ -104,6 +104,9 @@ describe('plushlink loadtest --gateway URL1,URL2', () => {
     expect(seen.b).toBeGreaterThan(0);
     const report = JSON.parse(out) as LoadtestReport;
     expect(report.result?.status).toBe('passed');
+    // The report and the log name every node, not only the first.
+    expect(report.run.target.url).toBe(`${a.url},${b.url}`);
+    expect(err).toContain(`toys to ${a.url} ${b.url}`);
     const t = report.run.totals;
     expect(t.clipsAcked).toBeGreaterThan(0);
     expect(t.lost).toBe(0);

@@ -108,7 +108,7 @@ function readmeRecipe(): string {
     .join('\n')
     .replaceAll('npx plushlink', '"$NODE" "$BIN"')
     .replaceAll('-p 1883', '-p "$PORT"')
-    .replaceAll('speech.wav', '"$WAV"')
+    .replaceAll('assets/speech/hello-mummy.wav', '"$WAV"')
     .replace(/ -C (\d)/g, ' -C $1 -W 20'); // a failure ends the subscription instead of hanging
 }
 
