@@ -9,7 +9,7 @@ import {
   secretboxSeal,
   sha256,
 } from './crypto.ts';
-import { CODEC, type CodecParams, DEFAULT_CODEC } from './envelope.ts';
+import { CODEC, type CodecParams, DEFAULT_CODEC, readClipHeader, validateCodec } from './envelope.ts';
 import { PlushlinkError } from './errors.ts';
 import { idFromBytes, idToBytes, type PrivateIdentity, type PublicIdentity } from './identity.ts';
 import {
@@ -91,8 +91,6 @@ export const CHUNK_LIMITS = {
 const CHAIN_PREFIX = utf8(`${CHUNK_CONTEXT.CHAIN}\0`);
 const DELIVERY_PREFIX = utf8(`${CHUNK_CONTEXT.DELIVERY_ID}\0`);
 const ZERO_CHAIN = new Uint8Array(CHAIN_HASH_BYTES);
-const SAMPLE_RATES = [8000, 12000, 16000, 24000, 48000];
-const FRAME_TENTHS = [25, 50, 100, 200, 400, 600];
 
 export interface ChunkRecipient {
   readonly id: EndpointId;
@@ -207,18 +205,6 @@ export function chunkChainHash(chunk: Pick<DecodedChunk, 'signed'>): Uint8Array 
 }
 
 // ---- codec parameters (the PLK-5.2 layout; the duration is the chunk's) --------------------------
-
-function validateCodec(c: CodecParams): void {
-  if (c.codec !== 'opus-ogg') throw new PlushlinkError('PLK_E_FIELD', `codec ${String(c.codec)}`);
-  if (c.channels !== 1 && c.channels !== 2) throw new PlushlinkError('PLK_E_FIELD', `channels ${c.channels}`);
-  if (!SAMPLE_RATES.includes(c.sampleRate))
-    throw new PlushlinkError('PLK_E_FIELD', `sample rate ${c.sampleRate}`);
-  if (!Number.isInteger(c.bitrate) || c.bitrate < 500 || c.bitrate > 512_000)
-    throw new PlushlinkError('PLK_E_FIELD', `bitrate ${c.bitrate}`);
-  const tenths = Math.round(c.frameMs * 10);
-  if (!FRAME_TENTHS.includes(tenths) || tenths !== c.frameMs * 10)
-    throw new PlushlinkError('PLK_E_FIELD', `frame duration ${c.frameMs} ms`);
-}
 
 function sameCodec(a: CodecParams, b: CodecParams): boolean {
   return (
@@ -577,25 +563,7 @@ export function decodeChunk(bytes: Uint8Array): DecodedChunk {
   if (type !== MSG.CLIP) throw new PlushlinkError('PLK_E_MSG_TYPE', `chunk: got 0x${type.toString(16)}`);
   const version = r.u8('version');
   if (version !== CHUNKED_VERSION) throw new PlushlinkError('PLK_E_VERSION', `chunk version ${version}`);
-  const sender = idFromBytes(r.raw(ID_BYTES, 'sender'));
-  const clipId = r.raw(CLIP_ID_BYTES, 'clip id');
-  const sequence = r.u64('sequence');
-  const createdAt = r.u64('created at');
-  if (createdAt > LIMITS.maxTimestampMs) throw new PlushlinkError('PLK_E_FIELD', 'created at out of range');
-  const codecId = r.u8('codec');
-  if (codecId !== CODEC.OPUS_OGG) throw new PlushlinkError('PLK_E_FIELD', `unknown codec ${codecId}`);
-  const channels = r.u8('channels');
-  const sampleRate = r.u32('sample rate');
-  const bitrate = r.u32('bitrate');
-  const frameTenths = r.u16('frame duration');
-  const codec: CodecParams = {
-    codec: 'opus-ogg',
-    channels: channels as 1 | 2,
-    sampleRate,
-    bitrate,
-    frameMs: frameTenths / 10,
-  };
-  validateCodec(codec);
+  const { sender, clipId, sequence, createdAt, codec } = readClipHeader(r);
   const durationMs = r.u32('duration');
   if (durationMs > CHUNK_LIMITS.maxChunkDurationMs)
     throw new PlushlinkError('PLK_E_LIMIT', `chunk duration ${durationMs} ms`);

@@ -97,7 +97,8 @@ export function envelopeSize(recipients: number, paddedBytes: number): number {
   );
 }
 
-function validateCodec(c: CodecParams): void {
+/** [PLK-5.2] The codec parameters a clip may carry (v1 envelopes and v2 chunks alike). */
+export function validateCodec(c: CodecParams): void {
   if (c.codec !== 'opus-ogg') throw new PlushlinkError('PLK_E_FIELD', `codec ${String(c.codec)}`);
   if (c.channels !== 1 && c.channels !== 2) throw new PlushlinkError('PLK_E_FIELD', `channels ${c.channels}`);
   if (!SAMPLE_RATES.includes(c.sampleRate))
@@ -251,20 +252,17 @@ function writeEnvelope(
   return w.bytes;
 }
 
-/** [PLK-5.1] Structural decode within limits; does not verify the signature or decrypt. */
-export function decodeClip(bytes: Uint8Array): DecodedEnvelope {
-  if (!(bytes instanceof Uint8Array)) throw new PlushlinkError('PLK_E_TYPE', 'envelope must be bytes');
-  if (bytes.length > LIMITS.maxEnvelopeBytes) {
-    throw new PlushlinkError(
-      'PLK_E_LIMIT',
-      `envelope is ${bytes.length} bytes, max ${LIMITS.maxEnvelopeBytes}`,
-    );
-  }
-  const r = new ByteReader(bytes);
-  const type = r.u8('type');
-  if (type !== MSG.CLIP) throw new PlushlinkError('PLK_E_MSG_TYPE', `envelope: got 0x${type.toString(16)}`);
-  const version = r.u8('version');
-  if (version !== PROTOCOL_VERSION) throw new PlushlinkError('PLK_E_VERSION', `envelope version ${version}`);
+/**
+ * [PLK-5.2] The header fields after type and version that v1 envelopes and v2 chunks share —
+ * sender, clip id, sequence, created-at and codec parameters — read and checked in that order.
+ */
+export function readClipHeader(r: ByteReader): {
+  sender: EndpointId;
+  clipId: Uint8Array;
+  sequence: number;
+  createdAt: number;
+  codec: CodecParams;
+} {
   const sender = idFromBytes(r.raw(ID_BYTES, 'sender'));
   const clipId = r.raw(CLIP_ID_BYTES, 'clip id');
   const sequence = r.u64('sequence');
@@ -284,6 +282,24 @@ export function decodeClip(bytes: Uint8Array): DecodedEnvelope {
     frameMs: frameTenths / 10,
   };
   validateCodec(codec);
+  return { sender, clipId, sequence, createdAt, codec };
+}
+
+/** [PLK-5.1] Structural decode within limits; does not verify the signature or decrypt. */
+export function decodeClip(bytes: Uint8Array): DecodedEnvelope {
+  if (!(bytes instanceof Uint8Array)) throw new PlushlinkError('PLK_E_TYPE', 'envelope must be bytes');
+  if (bytes.length > LIMITS.maxEnvelopeBytes) {
+    throw new PlushlinkError(
+      'PLK_E_LIMIT',
+      `envelope is ${bytes.length} bytes, max ${LIMITS.maxEnvelopeBytes}`,
+    );
+  }
+  const r = new ByteReader(bytes);
+  const type = r.u8('type');
+  if (type !== MSG.CLIP) throw new PlushlinkError('PLK_E_MSG_TYPE', `envelope: got 0x${type.toString(16)}`);
+  const version = r.u8('version');
+  if (version !== PROTOCOL_VERSION) throw new PlushlinkError('PLK_E_VERSION', `envelope version ${version}`);
+  const { sender, clipId, sequence, createdAt, codec } = readClipHeader(r);
   const durationMs = r.u32('duration');
   if (durationMs > LIMITS.maxDurationMs) throw new PlushlinkError('PLK_E_LIMIT', `duration ${durationMs} ms`);
   const n = r.u8('recipient count');
