@@ -17,6 +17,7 @@ import type { Gateway } from '../../gateway/gateway.ts';
 import type { SqliteStore } from '../../gateway/store/sqlite.ts';
 import type { WorkerSqliteStore } from '../../gateway/store/sqlite-worker.ts';
 import { forkModule } from '../../platform/entry.ts';
+import { nodeFlags } from '../../platform/node-flags.ts';
 import { parseIdentityJson } from '../../shared/identity.ts';
 import type { TargetInfo } from '../../sim/load-driver.ts';
 
@@ -147,8 +148,9 @@ export async function startForkedGateway(
   opts: { cpuProfDir?: string } = {},
 ): Promise<ForkedGateway> {
   const prof = opts.cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', opts.cpuProfDir] : [];
-  // --expose-gc: memory() reports the live heap after a full collection (bench:idle).
-  prof.push('--expose-gc');
+  // --expose-gc: memory() reports the live heap after a full collection (bench:idle). The gateway
+  // and bare Aedes alike start with the flags the plushlink command has (platform/node-flags.ts).
+  prof.push('--expose-gc', ...nodeFlags());
   const child = forkModule(import.meta.url, 'gateway-child', [what], {
     execArgv: prof,
     serialization: 'advanced',
