@@ -8,6 +8,9 @@ import { AUTH_RETURN_CODES, type AuthReason, authenticateConnect } from './auth.
 import type { ConnectInfo, GatewayContext } from './context.ts';
 import { newInboxSession } from './forward.ts';
 
+/** The ingest queue of a connection that has published nothing yet: one settled promise for all of them. */
+const IDLE: Promise<void> = Promise.resolve();
+
 type PreConnect = (
   client: Client,
   packet: { clean?: boolean; will?: unknown; protocolVersion?: number },
@@ -80,6 +83,8 @@ export function connectHandlers(
 
   const authenticate: Authenticate = (client, username, password, done) => {
     const info = connects.get(client);
+    // Read once: the entry would otherwise live as long as the connection.
+    connects.delete(client);
     const source = info?.source ?? 'unknown';
     if (!info || info.rateLimited) {
       // Not audited: a connection storm must not turn into an audit-log write storm.
@@ -105,15 +110,10 @@ export function connectHandlers(
             nonce: result.token.nonce,
             source,
             proofSent: false,
-            queue: Promise.resolve(),
+            queue: IDLE,
             inbox: newInboxSession(id, inboxTopic(id)),
           });
-          let set = ctx.sessions.get(id);
-          if (!set) {
-            set = new Set();
-            ctx.sessions.set(id, set);
-          }
-          set.add(client);
+          ctx.sessions.add(id, client);
           ctx.metrics.connectsAccepted.inc();
           ctx.log.debug({ event: 'auth.ok', endpoint: id }, 'connected');
           done(null, true);

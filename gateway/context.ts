@@ -61,7 +61,7 @@ export interface GatewayContext {
   /** State per authenticated connection (absent: not authenticated). */
   readonly states: WeakMap<Client, ConnState>;
   /** Authenticated connections by endpoint (a takeover briefly has two) [PLK-12.7]. */
-  readonly sessions: Map<EndpointId, Set<Client>>;
+  readonly sessions: SessionTable;
   /** [PLK-13.6] The firmware channel: releases to toys' inboxes after their proof (absent: no firmware). */
   readonly firmware?: FirmwareDistributor | undefined;
   /** True once close() has begun: new work is refused. */
@@ -70,6 +70,43 @@ export interface GatewayContext {
   audit(event: AuditEvent): Promise<void>;
   /** [PLK-12.8] A refusal caused by `source`: its own audit row within the budget, else summarised. */
   auditRefusal(event: AuditEvent, source: string): Promise<void>;
+}
+
+/**
+ * Authenticated connections by endpoint: the Client itself, or a Set only while a takeover has two
+ * (an empty Set and its table cost ~150 bytes per connected toy, and most endpoints have one).
+ */
+export class SessionTable {
+  private readonly byId = new Map<EndpointId, Client | Set<Client>>();
+
+  add(id: EndpointId, client: Client): void {
+    const cur = this.byId.get(id);
+    if (cur === undefined) this.byId.set(id, client);
+    else if (cur instanceof Set) cur.add(client);
+    else if (cur !== client) this.byId.set(id, new Set([cur, client]));
+  }
+
+  delete(id: EndpointId, client: Client): void {
+    const cur = this.byId.get(id);
+    if (cur === client) this.byId.delete(id);
+    else if (cur instanceof Set && cur.delete(client)) {
+      const [only, ...rest] = cur;
+      if (only === undefined) this.byId.delete(id);
+      else if (rest.length === 0) this.byId.set(id, only);
+    }
+  }
+
+  /** The endpoint's connections (a copy). */
+  clients(id: EndpointId): Client[] {
+    const cur = this.byId.get(id);
+    if (cur === undefined) return [];
+    return cur instanceof Set ? [...cur] : [cur];
+  }
+
+  /** Endpoints with at least one connection. */
+  get size(): number {
+    return this.byId.size;
+  }
 }
 
 /** The audit appender of a GatewayContext: failures are logged, never thrown. */

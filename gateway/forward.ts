@@ -73,8 +73,11 @@ export class InboxRegistry {
 export interface InboxSession {
   readonly endpointId: EndpointId;
   readonly topic: string;
-  /** Backlog deliveries not yet receipted in this session ("sender:clipId"). */
-  readonly outstanding: Set<string>;
+  /**
+   * Backlog deliveries not yet receipted in this session ("sender:clipId"); null until the first
+   * backlog send (most connections never have a backlog, and an empty Set is ~150 bytes each).
+   */
+  outstanding: Set<string> | null;
   /** The last batch was full: more are waiting in the store. */
   truncated: boolean;
   running: boolean;
@@ -83,7 +86,7 @@ export interface InboxSession {
 }
 
 export function newInboxSession(endpointId: EndpointId, topic: string): InboxSession {
-  return { endpointId, topic, outstanding: new Set(), truncated: false, running: false, again: false };
+  return { endpointId, topic, outstanding: null, truncated: false, running: false, again: false };
 }
 
 /**
@@ -175,11 +178,12 @@ export class Forwarder {
         for (const p of pending) {
           if (client.closed) return;
           const key = `${p.sender}:${p.clipId}`;
-          if (session.outstanding.has(key)) continue;
+          if (session.outstanding?.has(key)) continue;
           if (!(await this.mayResend(session.endpointId, p.sender, p.clipId))) {
             setAside++;
             continue;
           }
+          session.outstanding ??= new Set();
           session.outstanding.add(key);
           await publishTo(client, session.topic, p.envelope);
           this.metrics.clipsForwarded.inc();
@@ -199,11 +203,8 @@ export class Forwarder {
 
   /** A receipt from this session's endpoint: refill a truncated backlog once its batch is receipted. */
   receipted(client: Client, session: InboxSession, sender: EndpointId, clipIdHex: string): void {
-    if (
-      session.outstanding.delete(`${sender}:${clipIdHex}`) &&
-      session.truncated &&
-      session.outstanding.size === 0
-    ) {
+    const outstanding = session.outstanding;
+    if (outstanding?.delete(`${sender}:${clipIdHex}`) && session.truncated && outstanding.size === 0) {
       void this.sendBacklog(client, session);
     }
   }

@@ -13,7 +13,13 @@ import { DEFAULT_TOKEN_WINDOW_MS } from '../shared/token.ts';
 import type { Clock, EndpointId } from '../shared/types.ts';
 import { AuditBudget, type AuditBudgetOptions } from './audit-budget.ts';
 import { connectHandlers } from './connect.ts';
-import { type ConnState, type GatewayContext, type GatewayRateLimiters, safeAudit } from './context.ts';
+import {
+  type ConnState,
+  type GatewayContext,
+  type GatewayRateLimiters,
+  SessionTable,
+  safeAudit,
+} from './context.ts';
 import { FirmwareDistributor } from './firmware.ts';
 import { Forwarder, inboxPacket } from './forward.ts';
 import { acceptedVersions, type IngestContext, RegistryCache } from './ingest.ts';
@@ -165,7 +171,7 @@ export function createGateway(opts: GatewayOptions): Gateway {
 
   const sources = new WeakMap<Duplex, string>();
   const states = new WeakMap<Client, ConnState>();
-  const sessions = new Map<EndpointId, Set<Client>>();
+  const sessions = new SessionTable();
   let broker: Aedes | undefined;
   let server: Server | undefined;
   let retentionTimer: NodeJS.Timeout | undefined;
@@ -309,9 +315,7 @@ export function createGateway(opts: GatewayOptions): Gateway {
         const state = states.get(client);
         if (!state) return;
         forwarder.close(client, state.inbox);
-        const set = sessions.get(state.endpoint.id);
-        set?.delete(client);
-        if (set?.size === 0) sessions.delete(state.endpoint.id);
+        sessions.delete(state.endpoint.id, client);
       });
       /** [PLK-12.6][PLK-12.8] A violation Aedes found (a timeout, a body mqtt-packet cannot parse): counted and audited. */
       const violation = (client: Client, reason: 'connect-timeout' | 'malformed', err: Error): void => {

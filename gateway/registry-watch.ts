@@ -50,7 +50,7 @@ export class RegistryWatch {
     return this.running;
   }
 
-  private connected = (id: EndpointId): Client[] => [...(this.ctx.sessions.get(id) ?? [])];
+  private connected = (id: EndpointId): Client[] => this.ctx.sessions.clients(id);
 
   private async apply(): Promise<void> {
     let changes: Awaited<ReturnType<GatewayContext['store']['registryChanges']>>;
