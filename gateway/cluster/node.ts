@@ -145,7 +145,6 @@ export interface ClusterGateway {
  */
 export async function startClusterGateway(opts: ClusterGatewayOptions): Promise<ClusterGateway> {
   const dataDir = resolve(opts.dataDir);
-  ensurePrivateDir(dataDir);
   const brokerSuffix = toHex(systemRandom(6));
   const store = await openPostgresStore({
     url: opts.postgres,
@@ -161,6 +160,8 @@ export async function startClusterGateway(opts: ClusterGatewayOptions): Promise<
     // Redis first: a node that cannot reach it must not have claimed or created anything yet.
     const redis = await connectRedis(opts.redis, { name: `plk-${brokerSuffix}` });
     cleanup.push(() => redis.quit());
+    // Only now the data directory: a node that cannot reach its engines leaves nothing behind.
+    ensurePrivateDir(dataDir);
     const { identity, created, keyDir } = await clusterIdentity(dataDir, store);
     const audit = await openPostgresAuditLog({
       url: opts.postgres,

@@ -1,4 +1,4 @@
-// `plushlink gateway --postgres/--redis`: malformed engine URLs are usage errors (exit 2, one line naming the flag) refused before a data directory is created.
+// `plushlink gateway --postgres/--redis`: malformed engine URLs are usage errors (exit 2, one line naming the flag), unreachable engines a one-line failure (exit 1); neither creates a data directory.
 import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -37,6 +37,21 @@ describe('plushlink gateway --postgres/--redis usage errors', () => {
     const r = await gateway('--data', data, ...args);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain(message);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(existsSync(data)).toBe(false);
+  });
+});
+
+describe('plushlink gateway --postgres/--redis with an engine that is not there', () => {
+  // Port 1 on loopback: nothing listens, the connect is refused at once.
+  it.each([
+    [['--postgres', 'postgres://plk@127.0.0.1:1/plk', '--redis', 'redis://127.0.0.1:1'], 'PostgreSQL'],
+  ])('%j: exit 1, one line naming it, no data directory left behind', async (args, engine) => {
+    const data = join(dir, `data-${Math.random().toString(36).slice(2)}`);
+    const r = await gateway('--data', data, ...args);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(engine);
+    expect(r.stderr).toContain('not reachable');
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
     expect(existsSync(data)).toBe(false);
   });

@@ -190,7 +190,7 @@ describe('admin commands with --postgres', () => {
     expect(tampered.err).toMatch(/TAMPERED at row 2/);
   });
 
-  it('an unreachable --redis or --postgres: one line, exit 1, and nothing claimed in the store', async () => {
+  it('an unreachable --redis or --postgres: one line, exit 1, nothing claimed in the store and no data directory made', async () => {
     const data = join(dir, 'unreachable');
     const noRedis = plushlink(
       'gateway',
@@ -210,8 +210,10 @@ describe('admin commands with --postgres', () => {
       /^plushlink: REDIS_UNAVAILABLE: redis redis:\/\/127\.0\.0\.1:1 is not reachable/,
     );
     expect(noRedis.err.trim().split('\n')).toHaveLength(1);
-    // No gateway identity was claimed (nor a key made) by the node that could not start.
+    // No gateway identity was claimed (nor a key made, nor even the data directory) by the node
+    // that could not start.
     expect(existsSync(join(data, 'gateway'))).toBe(false);
+    expect(existsSync(data)).toBe(false);
     const c = new pg.Client({ connectionString: engines.pg.url });
     await c.connect();
     const meta = await c
@@ -235,5 +237,6 @@ describe('admin commands with --postgres', () => {
     );
     expect(noPg.err).not.toContain('secret');
     expect(noPg.err.trim().split('\n')).toHaveLength(1);
+    expect(existsSync(data)).toBe(false);
   });
 });
