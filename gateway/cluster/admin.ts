@@ -145,7 +145,10 @@ export async function restoreIntoPostgres(
       });
       try {
         if ((await audit.verify()).rows > 0)
-          throw new StoreError('STORE_SCHEMA', `audit: schema ${schema} already holds an audit log`);
+          throw new StoreError(
+            'STORE_SCHEMA',
+            `audit: schema ${schema} already holds an audit log; restore into an empty schema (--pg-schema NAME) or another database`,
+          );
         const db = new Database(join(stage, STORE_FILE), { readonly: true, fileMustExist: true });
         try {
           await loadSqliteIntoPostgres(db, store);

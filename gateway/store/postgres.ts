@@ -1306,7 +1306,7 @@ export async function loadSqliteIntoPostgres(db: Database.Database, store: Postg
     if (Number((used.rows[0] as { n: number }).n) > 0) {
       throw new StoreError(
         'STORE_SCHEMA',
-        `store: schema ${store.schema} is not empty; restore into a new schema or database`,
+        `store: schema ${store.schema} is not empty; restore into an empty schema (--pg-schema NAME) or another database`,
       );
     }
     const put = async (table: string, cols: string[], rows: unknown[][]): Promise<void> => {

@@ -166,6 +166,8 @@ describe('admin commands with --postgres', () => {
     );
     expect(again.code).not.toBe(0);
     expect(again.err).toMatch(/not empty|already holds/);
+    expect(again.err).toContain('restore into an empty schema (--pg-schema NAME) or another database');
+    expect(again.err.trim().split('\n')).toHaveLength(1);
     expect(
       plushlink(
         'audit',
