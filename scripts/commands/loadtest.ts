@@ -2,6 +2,7 @@
 import { resolve } from 'node:path';
 import cliProgress from 'cli-progress';
 import { type Command, Option } from 'commander';
+import { gatewayDataPaths } from '../../gateway/datadir.ts';
 import type { SealMode } from '../../sim/load-driver.ts';
 import { action, CliError, durationOption, intOption, numberOption } from '../cli-util.ts';
 import { LOADTEST_DEFAULTS } from '../loadtest/options.ts';
@@ -53,9 +54,14 @@ const collect = (value: string, previous: string[]): string[] => [...previous, v
 
 export function toLoadtestOptions(o: RawOptions): LoadtestOptions {
   checkTarget(o.gateway, o.allowRemote === true);
-  if (o.gateway !== 'embedded' && o.gateway !== 'forked' && !o.gatewayIdentity) {
+  const external = o.gateway !== 'embedded' && o.gateway !== 'forked';
+  // Like `plushlink fleet`: the gateway's data directory holds its public identity too.
+  const identityFile =
+    o.gatewayIdentity ??
+    (external && o.gatewayData ? resolve(gatewayDataPaths(o.gatewayData).identityFile) : undefined);
+  if (external && !identityFile) {
     throw new CliError(
-      'an external --gateway needs --gateway-identity <identity.json> to check its proof',
+      'an external --gateway needs --gateway-identity <identity.json> or --gateway-data <dir> to check its proof',
       2,
     );
   }
@@ -87,7 +93,7 @@ export function toLoadtestOptions(o: RawOptions): LoadtestOptions {
     maxRunMs: o.maxRun,
     gatewayPid: o.gatewayPid ?? null,
     gatewayMetricsUrl: o.gatewayMetrics ?? null,
-    gatewayIdentityFile: o.gatewayIdentity ?? null,
+    gatewayIdentityFile: identityFile ?? null,
     gatewayDataDir: o.gatewayData ?? null,
     gatewayPostgres: o.gatewayPostgres ?? null,
     gatewayPgSchema: o.gatewayPgSchema ?? null,
@@ -201,7 +207,10 @@ export function registerLoadtestCommands(program: Command): void {
       durationOption('--max-run', 1000, CAPS.maxRunMs),
       LOADTEST_DEFAULTS.maxRunMs,
     )
-    .option('--gateway-identity <file>', 'external gateway: its public identity.json (pins the proof key)')
+    .option(
+      '--gateway-identity <file>',
+      'external gateway: its public identity.json (pins the proof key; default DIR/gateway/identity.json of --gateway-data)',
+    )
     .option('--gateway-data <dir>', 'external gateway: its data dir, to provision the simulated toys')
     .option(
       '--gateway-postgres <url>',

@@ -2,7 +2,7 @@
 import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { CliError } from '../../scripts/cli-util.ts';
@@ -175,6 +175,31 @@ describe('plushlink loadtest (embedded gateway)', () => {
     expect((err as CliError).exitCode).toBe(2);
     expect((err as CliError).message).toMatch(
       /^refusing to load-test non-loopback target 10\.1\.2\.3 [^\n]*$/,
+    );
+  });
+
+  it('an external gateway takes its identity from --gateway-data when --gateway-identity is not given', () => {
+    const base = { gateway: 'mqtt://127.0.0.1:1883', seal: 'full' } as Parameters<
+      typeof toLoadtestOptions
+    >[0];
+    const fromData = toLoadtestOptions({ ...base, gatewayData: 'some/data' });
+    expect(fromData.gatewayIdentityFile).toBe(resolve('some/data', 'gateway', 'identity.json'));
+    expect(fromData.gatewayDataDir).toBe('some/data');
+    // An explicit identity wins.
+    expect(
+      toLoadtestOptions({ ...base, gatewayData: 'd', gatewayIdentity: 'id.json' }).gatewayIdentityFile,
+    ).toBe('id.json');
+    // Neither: a one-line usage error that names both ways.
+    let err: unknown;
+    try {
+      toLoadtestOptions(base);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(CliError);
+    expect((err as CliError).exitCode).toBe(2);
+    expect((err as CliError).message).toBe(
+      'an external --gateway needs --gateway-identity <identity.json> or --gateway-data <dir> to check its proof',
     );
   });
 });
