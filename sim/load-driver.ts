@@ -159,6 +159,8 @@ interface Member {
 interface Inflight {
   readonly t0: number;
   readonly bytes: number;
+  /** The recipient: an index into the parents. */
+  readonly parent: number;
   state: 'pending' | 'acked' | 'failed';
   delivered: boolean;
 }
@@ -546,7 +548,13 @@ export class LoadDriver {
     const env = this.sealFor(toy, parent.pub);
     if (this.captured.length < 8) this.captured.push(env);
     const key = `${toy.index}:${toy.seq}`;
-    const f: Inflight = { t0: performance.now(), bytes: env.length, state: 'pending', delivered: false };
+    const f: Inflight = {
+      t0: performance.now(),
+      bytes: env.length,
+      parent: toy.parent,
+      state: 'pending',
+      delivered: false,
+    };
     this.inflight.set(key, f);
     this.pendingAcks++;
     this.counters.clipsSent++;
@@ -718,27 +726,49 @@ export class LoadDriver {
     });
   }
 
-  /** Waits (bounded) until every clip is acknowledged and delivered; the rest become errors / losses. */
-  async drain(timeoutMs: number): Promise<{ lost: number; timedOut: number }> {
+  /**
+   * Waits (bounded) until every clip is acknowledged and delivered; the rest become errors / losses.
+   * An acknowledged clip whose parent is offline at the end (its node down, or dropped) cannot be
+   * delivered now: the gateway holds it for the parent's next connection, so it is `held`, not lost.
+   */
+  async drain(timeoutMs: number): Promise<{ lost: number; timedOut: number; held: number }> {
+    const online = (f: Inflight): boolean => this.parents[f.parent]?.ready === true;
     const until = performance.now() + timeoutMs;
     while (performance.now() < until && !this.stopping) {
       let open = 0;
-      for (const f of this.inflight.values()) if (f.state === 'pending' || !f.delivered) open++;
+      for (const f of this.inflight.values())
+        if (f.state === 'pending' || (f.state === 'acked' && !f.delivered && online(f))) open++;
       if (open === 0 && this.attacksPending === 0) break;
       await sleep(20);
     }
     let lost = 0;
     let timedOut = 0;
+    let held = 0;
     for (const [key, f] of this.inflight) {
       if (f.state === 'pending') {
         f.state = 'failed';
         this.pendingAcks--;
         timedOut++;
         this.countError('puback-timeout');
-      } else if (f.state === 'acked' && !f.delivered) lost++;
+      } else if (f.state === 'acked' && !f.delivered) {
+        if (online(f)) lost++;
+        else held++;
+      }
       this.inflight.delete(key);
     }
-    return { lost, timedOut };
+    return { lost, timedOut, held };
+  }
+
+  /** Closes parent `index`'s connection on purpose (not counted as an error); false when it was not connected. */
+  dropParent(index: number): boolean {
+    const p = this.parents[index];
+    if (!p?.client) return false;
+    p.dropping = true;
+    p.ready = false;
+    const c = p.client;
+    p.client = null;
+    c.end(true);
+    return true;
   }
 
   /** Drops every toy's connection at once and reconnects them all; `allBackMs` from the drop to the last. */

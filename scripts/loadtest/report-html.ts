@@ -47,6 +47,7 @@ function totalsTable(r: RunSummary): string {
     ['delivered', String(t.clipsDelivered)],
     ['errors', String(t.errors)],
     ['lost', String(t.lost)],
+    ['held for an offline parent', String(t.held)],
     ['clips/s', fmt(r.throughput.clipsPerSec, 1)],
     ['MB/s', fmt(r.throughput.mbPerSec, 2)],
     [

@@ -33,7 +33,7 @@ export function runText(r: RunSummary): string {
   const lines = [
     `target ${r.target.kind} (${r.target.url}), traffic ${(r.phaseMs / 1000).toFixed(1)} s`,
     table([
-      ['clips', 'sent', 'acked', 'delivered', 'errors', 'lost', 'clips/s', 'MB/s'],
+      ['clips', 'sent', 'acked', 'delivered', 'errors', 'lost', 'held', 'clips/s', 'MB/s'],
       [
         '',
         String(t.clipsSent),
@@ -41,6 +41,7 @@ export function runText(r: RunSummary): string {
         String(t.clipsDelivered),
         String(t.errors),
         String(t.lost),
+        String(t.held),
         r.throughput.clipsPerSec.toFixed(1),
         r.throughput.mbPerSec.toFixed(2),
       ],

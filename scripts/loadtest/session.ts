@@ -140,6 +140,8 @@ export class Session {
   private sampler: NodeJS.Timeout | null = null;
   runMs = 0;
   lost = 0;
+  /** Acknowledged clips for parents offline at the end of a drain (see LoadDriver.drain). */
+  held = 0;
   fatal: string[] = [];
   private lastHost = hostCpu();
   private lastOwnCpu = ownCpuMs();
@@ -473,6 +475,7 @@ export class Session {
     const r = await this.ask({ type: 'drain', timeoutMs }, 'drained', timeoutMs + 10_000);
     const lost = r.reduce((a, x) => a + x.lost, 0);
     this.lost += lost;
+    this.held += r.reduce((a, x) => a + x.held, 0);
     return lost;
   }
 
@@ -575,7 +578,7 @@ export class Session {
         url: (this.target.info.urls ?? [this.target.info.url]).join(','),
       },
       phaseMs: Math.round(this.runMs),
-      totals: { ...c, errors: clipErrors, lost: this.lost },
+      totals: { ...c, errors: clipErrors, lost: this.lost, held: this.held },
       errors: { ...this.total.errors },
       throughput: {
         clipsPerSec: runSec > 0 ? Math.round((c.clipsAcked / runSec) * 10) / 10 : 0,

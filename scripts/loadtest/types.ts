@@ -121,7 +121,14 @@ export type WorkerToMain =
       readonly allBackMs: number;
       readonly dropAt: number;
     }
-  | { readonly type: 'drained'; readonly index: number; readonly lost: number; readonly timedOut: number }
+  | {
+      readonly type: 'drained';
+      readonly index: number;
+      readonly lost: number;
+      readonly timedOut: number;
+      /** Acknowledged for a parent offline at the end: held by the gateway for it, not lost. */
+      readonly held: number;
+    }
   | { readonly type: 'stopped'; readonly index: number }
   | { readonly type: 'fatal'; readonly index: number; readonly message: string };
 
@@ -216,7 +223,8 @@ export interface AttackResult {
 export interface RunSummary {
   target: { kind: TargetInfo['kind']; url: string };
   phaseMs: number;
-  totals: Counters & { errors: number; lost: number };
+  /** `held`: acknowledged clips for a parent that was offline at the end (the gateway keeps them for its next connection). */
+  totals: Counters & { errors: number; lost: number; held: number };
   errors: Record<string, number>;
   throughput: { clipsPerSec: number; mbPerSec: number };
   latency: { connect: LatencySummary; puback: LatencySummary; e2e: LatencySummary };

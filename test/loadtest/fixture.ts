@@ -33,7 +33,7 @@ function point(t: number, phase: string, over: Partial<TimePoint> = {}): TimePoi
   };
 }
 
-/** A storm run of 8 toys: 1000 clips sent, 990 acknowledged, 10 PUBACK timeouts, 2 clips lost. */
+/** A storm run of 8 toys: 1000 clips sent, 990 acknowledged, 10 PUBACK timeouts, 2 clips lost, 1 held for an offline parent. */
 export function sampleReport(): LoadtestReport {
   const e2e = newHistogram();
   for (let i = 1; i <= 988; i++) recordMs(e2e, 1 + (i % 50) / 10);
@@ -54,6 +54,7 @@ export function sampleReport(): LoadtestReport {
       notSent: 0,
       errors: 10,
       lost: 2,
+      held: 1,
     },
     errors: { 'puback-timeout': 10, 'not-sent:inflight-limit': 3 },
     throughput: { clipsPerSec: 247.5, mbPerSec: 0.5 },

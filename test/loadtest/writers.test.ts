@@ -132,6 +132,7 @@ describe('report files', () => {
         notSent: 0,
         errors: 0,
         lost: 0,
+        held: 0,
       },
       errors: { 'a,b': 1 },
       throughput: { clipsPerSec: 10, mbPerSec: 0.1 },

@@ -70,7 +70,7 @@ describe('LoadDriver (in-process)', () => {
       expect(d.connectedToys).toBe(6);
       await d.run(40, 0, 600);
       const drained = await d.drain(10_000);
-      expect(drained).toEqual({ lost: 0, timedOut: 0 });
+      expect(drained).toEqual({ lost: 0, timedOut: 0, held: 0 });
       const iv = d.interval();
       expect(iv.counters.clipsSent).toBeGreaterThanOrEqual(10);
       expect(iv.counters.clipsAcked).toBe(iv.counters.clipsSent);
@@ -81,6 +81,28 @@ describe('LoadDriver (in-process)', () => {
       expect(iv.errors).toEqual({});
       d.resetInterval();
       expect(d.interval().counters.clipsSent).toBe(0);
+    } finally {
+      await d.stop();
+    }
+  });
+
+  it('drain: a clip acknowledged for a parent that is offline at the end is held for it, not lost', async () => {
+    const d = new LoadDriver({ ...init, index: 3 });
+    try {
+      await d.connect('parents', 0, 5000);
+      await d.connect('toys', 0, 5000);
+      // The second family's parent goes away (as when its gateway node is down) before any clip.
+      expect(d.dropParent(1)).toBe(true);
+      await d.run(40, 0, 600);
+      const drained = await d.drain(3000);
+      const iv = d.interval();
+      expect(drained.lost).toBe(0);
+      expect(drained.timedOut).toBe(0);
+      expect(drained.held).toBeGreaterThan(0);
+      // Every acknowledged clip was either delivered or is held for the offline parent.
+      expect(iv.counters.clipsDelivered + drained.held).toBe(iv.counters.clipsAcked);
+      expect(iv.counters.clipsAcked).toBe(iv.counters.clipsSent);
+      expect(d.dropParent(1)).toBe(false); // already offline
     } finally {
       await d.stop();
     }
@@ -107,7 +129,7 @@ describe('LoadDriver (in-process)', () => {
       // Something to capture for the replayed-envelope attack. The same toys sent clips in the
       // first test: sequence numbers that follow the clock keep them acceptable [PLK-8.1].
       await d.run(20, 0, 300);
-      expect(await d.drain(10_000)).toEqual({ lost: 0, timedOut: 0 });
+      expect(await d.drain(10_000)).toEqual({ lost: 0, timedOut: 0, held: 0 });
       for (const kind of ATTACK_KINDS) await d.runAttack(kind);
       const attacks = d.interval().attacks;
       for (const kind of ATTACK_KINDS) {
