@@ -78,6 +78,12 @@ function buildMetrics(): Map<string, MetricDef> {
     value: (r) => r.run.totals.lost,
     percentOf: { label: 'of acknowledged', value: acked },
   });
+  m.set('held', {
+    kind: 'count',
+    label: 'held for an offline parent',
+    value: (r) => r.run.totals.held,
+    percentOf: { label: 'of acknowledged', value: acked },
+  });
   m.set('connect.failed', {
     kind: 'count',
     label: 'failed connects',
@@ -183,7 +189,7 @@ export function parseThreshold(text: string, scenario: ScenarioName): Threshold 
   if (!def) {
     throw usage(
       expression,
-      `unknown metric "${metric}" (known: connect|puback|e2e.{${STATS.join(',')},count}, throughput, throughput.mb, sent, acked, delivered, duplicates, errors, lost, connect.failed, attacks.*, storm.*, ramp.knee; docs/LOADTEST.md)`,
+      `unknown metric "${metric}" (known: connect|puback|e2e.{${STATS.join(',')},count}, throughput, throughput.mb, sent, acked, delivered, duplicates, errors, lost, held, connect.failed, attacks.*, storm.*, ramp.knee; docs/LOADTEST.md)`,
     );
   }
   if (def.kind === 'time' && unit !== 'ms' && unit !== 's' && unit !== '')

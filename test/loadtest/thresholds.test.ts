@@ -108,6 +108,9 @@ describe('threshold evaluation', () => {
     // 2 lost of 990 acknowledged
     expect(check('lost==0')).toMatchObject({ passed: false, measured: 2 });
     expect(check('lost<1%').passed).toBe(true);
+    // 1 held for an offline parent: measured, and not a lost clip
+    expect(check('held==0')).toMatchObject({ passed: false, measured: 1 });
+    expect(check('held<=1').passed).toBe(true);
     expect(check('delivered>=99.7%').passed).toBe(true);
     expect(check('throughput>200').passed).toBe(true);
     expect(check('storm.allBack<0.2s').passed).toBe(true);
