@@ -4,6 +4,7 @@ import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync }
 import { cpus, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { nodeFlags } from '../../platform/node-flags.ts';
 import { summarize } from '../../sim/stats.ts';
 import { loadtestOptions } from '../loadtest/options.ts';
 import { audioPool, buildFleet, registrations, workerInits } from '../loadtest/runner.ts';
@@ -432,20 +433,39 @@ async function main(): Promise<void> {
   const effMax = efficiencyAt(gw[0], floor, aedesUsPerMessage);
   const effHalf = efficiencyAt(gw[1], floorHalf, aedesUsAtGatewayHalf);
   if (floor) {
+    const notRun = `not measured (bare Aedes did not run${ONLY ? `: --only ${ONLY}` : ''})`;
     log(
-      `floor per clip: envelope verify ${floor.envelopeVerifyUs} µs, receipt verify ${floor.receiptVerifyUs} µs, bare Aedes relay ${aedesUsPerMessage ?? '?'} µs, durable append ${floor.durableAppendUs} µs (group of ${floor.groupSize})`,
+      `floor per clip: envelope verify ${floor.envelopeVerifyUs} µs, receipt verify ${floor.receiptVerifyUs} µs, bare Aedes relay ${aedesUsPerMessage === null ? notRun : `${aedesUsPerMessage} µs`}, durable append ${floor.durableAppendUs} µs (group of ${floor.groupSize})`,
     );
     if (floorHalf)
       log(
-        `at half rate (${gw[1] ? Math.round(gw[1].offeredPerSec) : '?'}/s): durable append ${floorHalf.durableAppendUs} µs (group of ${floorHalf.groupSize}), bare Aedes relay ${aedesUsAtGatewayHalf ?? '?'} µs at the same rate`,
+        `at half rate (${gw[1] ? Math.round(gw[1].offeredPerSec) : '?'}/s): durable append ${floorHalf.durableAppendUs} µs (group of ${floorHalf.groupSize}), bare Aedes relay ${aedesUsAtGatewayHalf === null ? notRun : `${aedesUsAtGatewayHalf} µs at the same rate`}`,
       );
-    log(`efficiency at saturation ${JSON.stringify(effMax)}, at half rate ${JSON.stringify(effHalf)}`);
+    const eff = (e: typeof effMax): string =>
+      e ? JSON.stringify(e) : aedesUsPerMessage === null ? `${notRun}, so no floor` : 'not measured';
+    log(`efficiency at saturation ${eff(effMax)}, at half rate ${eff(effHalf)}`);
   }
 
   if (!want('storm')) {
-    log(
-      `--only ${ONLY}: ${JSON.stringify({ gateway: gw, mosquitto: mosq[0] ?? null, aedes: aedesRelay[0] ?? null, floor, efficiency: { saturation: effMax, halfRate: effHalf }, storeLatencies, profile: profiles[0]?.top.slice(0, 10) }, null, 1)}`,
-    );
+    const partial = {
+      bench: 'plushlink gateway',
+      only: ONLY,
+      startedAt: started,
+      finishedAt: new Date().toISOString(),
+      setup: { quick: QUICK, pinned: pinnedAll, offeredPerSec: OFFERED, nodeFlags: nodeFlags() },
+      gateway: gw,
+      mosquitto: mosq[0] ?? null,
+      aedes: aedesRelay[0] ?? null,
+      floor,
+      efficiency: { saturation: effMax, halfRate: effHalf },
+      storeLatencies,
+      profile: profiles[0]?.top.slice(0, 10),
+    };
+    log(`--only ${ONLY}: ${JSON.stringify(partial, null, 1)}`);
+    mkdirSync(OUT_DIR, { recursive: true });
+    const outFile = join(OUT_DIR, `gateway-only-${ONLY}.json`);
+    writeFileSync(outFile, `${JSON.stringify(partial, null, 2)}\n`);
+    log(`wrote ${outFile}`);
     return;
   }
   log(`reconnect storm with ${STORM_TOYS} toys`);
@@ -485,6 +505,8 @@ async function main(): Promise<void> {
     setup: {
       quick: QUICK,
       pinned: pinnedAll,
+      /** The Node flags of the forked gateway and bare Aedes (platform/node-flags.ts, PLK_NODE_FLAGS). */
+      nodeFlags: nodeFlags(),
       pinning: pinnedAll
         ? `every system under test (PlushLink gateway, bare Aedes, Mosquitto) on core ${SUT_CORE}, the generator (this process and its worker threads) on core ${GENERATOR_CORE} (taskset)`
         : 'taskset unavailable or refused: NOT pinned, the generator and the system under test share the cores',

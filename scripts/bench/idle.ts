@@ -7,6 +7,7 @@ import { performance } from 'node:perf_hooks';
 import { Command, InvalidArgumentError } from 'commander';
 import mqttPacket from 'mqtt-packet';
 import type { FamilyRegistration } from '../../gateway/admin.ts';
+import { nodeFlags } from '../../platform/node-flags.ts';
 import { generateIdentity, type PrivateIdentity, publicPart } from '../../shared/identity.ts';
 import { seededRandom } from '../../shared/random.ts';
 import { createConnectToken } from '../../shared/token.ts';
@@ -360,6 +361,8 @@ async function main(): Promise<void> {
     toys: TOYS,
     toysAsked: ASKED,
     setup: {
+      /** The Node flags of the forked gateway and bare Aedes (platform/node-flags.ts, PLK_NODE_FLAGS). */
+      nodeFlags: nodeFlags(),
       fileDescriptors: fdNote,
       pinned: generatorPinned,
       sources: `127.0.k.1, ${o.perSource} connections each`,

@@ -106,6 +106,23 @@ export interface SessionProgress {
 }
 
 /**
+ * Other processes' share of the machine during one interval, in % of all cores: the host's busy
+ * share minus this process (generator, and an embedded gateway) and minus the target when it is a
+ * process of its own (`targetCpuPercent`, % of one core; null when it is not measured apart).
+ */
+export function otherProcessesPercent(a: {
+  hostBusy: number;
+  ownCpuMs: number;
+  wallMs: number;
+  cores: number;
+  targetCpuPercent: number | null;
+}): number {
+  const own = a.ownCpuMs / a.wallMs / a.cores;
+  const target = a.targetCpuPercent === null ? 0 : a.targetCpuPercent / 100 / a.cores;
+  return Math.max(0, Math.round((a.hostBusy - own - target) * 1000) / 10);
+}
+
+/**
  * Drives the workers through phases and aggregates what they report. Every wait is bounded; a
  * worker that dies or misses a deadline makes the phase end (the report says so) rather than hang.
  */
@@ -375,9 +392,15 @@ export class Session {
       const cores = cpus().length || 1;
       const busy = (host.busy - this.lastHost.busy) / (host.total - this.lastHost.total);
       point.hostCpuPercent = Math.round(busy * 1000) / 10;
-      // Other processes' share of the machine, in % of all cores (host busy minus this process).
-      const others = busy - (own - this.lastOwnCpu) / wall / cores;
-      point.otherProcessesCpuPercent = Math.max(0, Math.round(others * 1000) / 10);
+      point.otherProcessesCpuPercent = otherProcessesPercent({
+        hostBusy: busy,
+        ownCpuMs: own - this.lastOwnCpu,
+        wallMs: wall,
+        cores,
+        // A forked gateway, or an external one with --gateway-pid, is a process of its own: it is
+        // the system under test, not a neighbour (an embedded one is inside `own` already).
+        targetCpuPercent: this.target.resourceSource === 'proc' ? cpu : null,
+      });
       if (this.running) {
         this.hostBusy.push(point.hostCpuPercent);
         this.othersBusy.push(point.otherProcessesCpuPercent);
