@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --max-semi-space-size=64
+#!/usr/bin/env -S node --max-semi-space-size=32
 // plushlink command entry point: runs the compiled CLI (dist/scripts/cli.js, built by `npm install` or `npm run build`).
 import { existsSync } from 'node:fs';
 import { dirname } from 'node:path';

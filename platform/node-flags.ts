@@ -1,19 +1,21 @@
 // The V8 flags every long-running PlushLink process starts with (bin/plushlink.js's shebang, forked gateways): a larger young generation.
 /**
- * `--max-semi-space-size=64` (MiB; Node 20's default cap is 16): the gateway allocates ~20 kB per
- * clip in short-lived buffers and promises, so with the default cap the young generation fills every
- * few hundred milliseconds and each scavenge copies the thousands of in-flight clips' state. In
- * alternated `npm run bench:gateway -- --only gateway --rate 1000` runs (docs/LOADTEST.md), e2e p99
- * went from 28–44 ms to 7.4–9.5 ms (6 runs of 8) at 500 clips/s and from 47–63 ms to 23–46 ms at
- * 1,000/s, CPU per clip ~5 % lower, and a 10,000-toy reconnect storm ~10 % faster. It only raises
- * a cap: an idle process keeps the small young generation.
+ * `--max-semi-space-size=32` (MiB; Node 20's cap is 16): the gateway allocates ~20 kB per clip in
+ * short-lived buffers and promises, so with the default cap the young generation fills every few
+ * hundred milliseconds and each scavenge copies the state of every clip in flight. In alternated
+ * `npm run bench:gateway -- --only gateway --rate 1000` runs (400 toys, docs/LOADTEST.md), e2e p99
+ * at 500 clips/s went from 28–44 ms to 7–8 ms with 32 or 64 MiB, at 1,000/s from 47–72 ms to
+ * 21–30 ms, CPU per clip 5–8 % lower. Short, small runs (`--quick`: 100 toys, 4 s phases) did worse
+ * at half rate (~30 ms against ~7 ms) while the young generation was still growing. The cost is
+ * memory: once grown, the young generation (two semi-spaces) keeps up to 64 MiB committed. 32
+ * rather than 64: the same latency in the same runs, for half of that memory.
  *
  * A flag that sizes the heap must be given when the process starts (`v8.setFlagsFromString` later
  * does not resize it), so bin/plushlink.js passes it in its `#!/usr/bin/env -S node …` line and
  * `node bin/plushlink.js` users pass it themselves (docs/OPERATIONS.md); a test keeps the two lists
  * equal.
  */
-export const NODE_FLAGS: readonly string[] = ['--max-semi-space-size=64'];
+export const NODE_FLAGS: readonly string[] = ['--max-semi-space-size=32'];
 
 /**
  * The flags for a child process: NODE_FLAGS, or `PLK_NODE_FLAGS` (space-separated; empty for none)

@@ -21,7 +21,7 @@ describe('node flags', () => {
   it('bin/plushlink.js passes exactly NODE_FLAGS to node in its #! line', () => {
     const first = readFileSync(BIN, 'utf8').split('\n')[0];
     expect(first).toBe(`#!/usr/bin/env -S node ${NODE_FLAGS.join(' ')}`);
-    expect(NODE_FLAGS).toContain('--max-semi-space-size=64');
+    expect(NODE_FLAGS).toContain('--max-semi-space-size=32');
   });
 
   it('PLK_NODE_FLAGS replaces them for a comparison run (empty: none)', () => {
