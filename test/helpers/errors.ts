@@ -1,5 +1,6 @@
-// Test helpers: assert that a call fails (sync or async) with a typed error class carrying the given stable `code`.
+// Test helpers: assert that a call fails (sync or async) with a typed error class carrying the given stable `code`, or with a one-line CLI usage error.
 import { expect } from 'vitest';
+import { CliError } from '../../scripts/cli-util.ts';
 import { type ErrorCode, PlushlinkError } from '../../shared/errors.ts';
 
 /** An error class whose instances carry a stable `code`: PlushlinkError, StoreError, OutboxError, CodecError, AdminError, AttError, ... */
@@ -69,4 +70,19 @@ export async function expectCodeAsync(
     threw = true;
   }
   return expectCoded(caught, threw, code, errorClass);
+}
+
+/** `fn()` throws a CLI usage error: a CliError with exit status 2 and a one-line message; returns it. */
+export function expectUsageError(fn: () => unknown): CliError {
+  let err: unknown;
+  try {
+    fn();
+  } catch (e) {
+    err = e;
+  }
+  expect(err).toBeInstanceOf(CliError);
+  const e = err as CliError;
+  expect(e.exitCode).toBe(2);
+  expect(e.message).not.toContain('\n');
+  return e;
 }

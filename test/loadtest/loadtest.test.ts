@@ -5,13 +5,13 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { CliError } from '../../scripts/cli-util.ts';
 import { toLoadtestOptions } from '../../scripts/commands/loadtest.ts';
 import { loadtestOptions } from '../../scripts/loadtest/options.ts';
 import { runLoadtest } from '../../scripts/loadtest/runner.ts';
 import { isClipError } from '../../scripts/loadtest/session.ts';
 import type { LoadtestOptions, LoadtestReport, RunSummary } from '../../scripts/loadtest/types.ts';
 import type { LatencySummary } from '../../sim/stats.ts';
+import { expectUsageError as usageError } from '../helpers/errors.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -165,15 +165,7 @@ describe('plushlink loadtest (embedded gateway)', () => {
 
   it('refuses a non-loopback target with a one-line usage error', () => {
     const raw = { gateway: 'mqtt://10.1.2.3:1883', seal: 'full' } as Parameters<typeof toLoadtestOptions>[0];
-    let err: unknown;
-    try {
-      toLoadtestOptions(raw);
-    } catch (e) {
-      err = e;
-    }
-    expect(err).toBeInstanceOf(CliError);
-    expect((err as CliError).exitCode).toBe(2);
-    expect((err as CliError).message).toMatch(
+    expect(usageError(() => toLoadtestOptions(raw)).message).toMatch(
       /^refusing to load-test non-loopback target 10\.1\.2\.3 [^\n]*$/,
     );
   });
@@ -190,15 +182,7 @@ describe('plushlink loadtest (embedded gateway)', () => {
       toLoadtestOptions({ ...base, gatewayData: 'd', gatewayIdentity: 'id.json' }).gatewayIdentityFile,
     ).toBe('id.json');
     // Neither: a one-line usage error that names both ways.
-    let err: unknown;
-    try {
-      toLoadtestOptions(base);
-    } catch (e) {
-      err = e;
-    }
-    expect(err).toBeInstanceOf(CliError);
-    expect((err as CliError).exitCode).toBe(2);
-    expect((err as CliError).message).toBe(
+    expect(usageError(() => toLoadtestOptions(base)).message).toBe(
       'an external --gateway needs --gateway-identity <identity.json> or --gateway-data <dir> to check its proof',
     );
   });

@@ -6,7 +6,6 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeWav } from '../../device/audio/wav.ts';
-import { CliError } from '../../scripts/cli-util.ts';
 import { loadtestOptions } from '../../scripts/loadtest/options.ts';
 import {
   checkFileLimit,
@@ -18,21 +17,12 @@ import {
   readSpeechFiles,
 } from '../../scripts/loadtest/preflight.ts';
 import { audioPool, runLoadtest, speechWindows } from '../../scripts/loadtest/runner.ts';
+import { expectUsageError } from '../helpers/errors.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 function refusal(fn: () => unknown): string {
-  let err: unknown;
-  try {
-    fn();
-  } catch (e) {
-    err = e;
-  }
-  expect(err).toBeInstanceOf(CliError);
-  expect((err as CliError).exitCode).toBe(2);
-  const msg = (err as CliError).message;
-  expect(msg).not.toContain('\n');
-  return msg;
+  return expectUsageError(fn).message;
 }
 
 /** The CLI from dist/ (built by the global setup), optionally under a lower `ulimit -n`. */

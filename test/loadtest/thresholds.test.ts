@@ -1,6 +1,5 @@
 // Threshold grammar, evaluation and exit codes, and how the terminal summary and the HTML report show them.
 import { describe, expect, it } from 'vitest';
-import { CliError } from '../../scripts/cli-util.ts';
 import { renderHtml } from '../../scripts/loadtest/report-html.ts';
 import { reportText } from '../../scripts/loadtest/report-text.ts';
 import {
@@ -13,21 +12,8 @@ import {
   THRESHOLD_METRICS,
 } from '../../scripts/loadtest/thresholds.ts';
 import type { LoadtestReport } from '../../scripts/loadtest/types.ts';
+import { expectUsageError as usageError } from '../helpers/errors.ts';
 import { sampleReport } from './fixture.ts';
-
-function usageError(fn: () => unknown): CliError {
-  let err: unknown;
-  try {
-    fn();
-  } catch (e) {
-    err = e;
-  }
-  expect(err).toBeInstanceOf(CliError);
-  const e = err as CliError;
-  expect(e.exitCode).toBe(2);
-  expect(e.message).not.toContain('\n');
-  return e;
-}
 
 /** Parses and evaluates against the fixture (a storm run: 1000 sent, 990 acked, 10 errors, 2 lost). */
 function check(expr: string, rep: LoadtestReport = sampleReport()) {
