@@ -762,11 +762,17 @@ export class LoadDriver {
   /** Closes parent `index`'s connection on purpose (not counted as an error); false when it was not connected. */
   dropParent(index: number): boolean {
     const p = this.parents[index];
-    if (!p?.client) return false;
-    p.dropping = true;
-    p.ready = false;
-    const c = p.client;
-    p.client = null;
+    return p ? this.drop(p) : false;
+  }
+
+  /** Cuts one endpoint's connection at once, on purpose (its close is not counted as an error). */
+  private drop(ep: Member): boolean {
+    const c = ep.client;
+    if (!c) return false;
+    ep.dropping = true;
+    ep.ready = false;
+    ep.client = null;
+    c.stream?.destroy();
     c.end(true);
     return true;
   }
@@ -776,15 +782,7 @@ export class LoadDriver {
     timeoutMs: number,
   ): Promise<{ toys: number; back: number; failed: number; allBackMs: number; dropAt: number }> {
     const dropAt = performance.now();
-    for (const t of this.toys) {
-      if (!t.client) continue;
-      t.dropping = true;
-      t.ready = false;
-      const c = t.client;
-      t.client = null;
-      c.stream?.destroy();
-      c.end(true);
-    }
+    for (const t of this.toys) this.drop(t);
     const res = await this.connectMany(this.toys, false, 0, timeoutMs);
     return {
       toys: this.toys.length,
