@@ -70,6 +70,25 @@ export type AcceptResult =
   | { readonly ok: true; readonly retransmit?: true }
   | { readonly ok: false; readonly reason: 'replay' | 'duplicate' };
 
+/** [PLK-12.9] `acceptClip`'s decision, known before the write: `new` means it would be stored. */
+export type ClipVerdict = 'new' | 'retransmit' | 'duplicate' | 'replay';
+
+export interface AcceptOptions {
+  /**
+   * [PLK-12.9] Recipients whose receipt arrived while the clip was in transit (forwarded before
+   * its commit): no pending delivery is stored for them. When that is every recipient, the body is
+   * not stored at all — only the clip id and sequence number (PLK-8.1, PLK-8.2). Each must be one
+   * of the recipients. Only stores that offer `clipVerdict` accept it.
+   */
+  readonly receipted?: readonly EndpointId[];
+  /**
+   * [PLK-12.9] A hint: the write need not start a commit of its own, but may join the next one
+   * another write asks for (the embedded SQLite store waits at most 20 ms). Durable, as ever, when
+   * the promise resolves. For a clip whose recipients already have it, so the PUBACK can wait.
+   */
+  readonly lazy?: boolean;
+}
+
 /**
  * Registry, clips, deliveries and per-sender sequence numbers. Every method is async so that a
  * shared implementation (PostgreSQL, Redis, ...) can stand in for the embedded SQLite one. One
@@ -114,7 +133,18 @@ export interface GatewayStore {
    * lastSequence(sender); stores the clip and one pending delivery per recipient; advances the
    * sequence. Durable when the promise resolves (the gateway sends PUBACK only after that).
    */
-  acceptClip(clip: ClipRecord, recipients: readonly EndpointId[]): Promise<AcceptResult>;
+  acceptClip(
+    clip: ClipRecord,
+    recipients: readonly EndpointId[],
+    opts?: AcceptOptions,
+  ): Promise<AcceptResult>;
+  /**
+   * [PLK-12.9] What `acceptClip` would decide for this clip now, from committed state alone (writes
+   * still queued are not seen: the caller accounts for its own). Synchronous and read-only. Offered
+   * only by stores whose clips are written by this process (embedded SQLite, memory); a store
+   * shared by several gateways leaves it out, and its clips are never forwarded before the commit.
+   */
+  clipVerdict?(sender: EndpointId, clipId: string, sequence: number): ClipVerdict;
   /** Undelivered clips for a recipient, oldest first. */
   pendingFor(recipient: EndpointId, limit: number): Promise<PendingDelivery[]>;
   /**

@@ -115,6 +115,17 @@ export function checkClip(clip: ClipRecord, recipients: readonly EndpointId[]): 
   }
 }
 
+/** [PLK-12.9] The recipients receipted in transit: distinct, each one of `recipients`. */
+export function checkReceipted(recipients: readonly EndpointId[], receipted: readonly EndpointId[]): void {
+  if (!Array.isArray(receipted)) throw new TypeError('receipted must be an array');
+  const seen = new Set<string>();
+  for (const r of receipted) {
+    if (!recipients.includes(r)) throw new RangeError('a receipted recipient is not a recipient of the clip');
+    if (seen.has(r)) throw new RangeError('duplicate receipted recipient');
+    seen.add(r);
+  }
+}
+
 export function checkLimit(limit: unknown): number {
   if (typeof limit !== 'number' || !Number.isSafeInteger(limit) || limit < 1) {
     throw new RangeError(`limit must be a positive integer, got ${String(limit)}`);

@@ -3,8 +3,10 @@ import { open } from 'node:fs/promises';
 import { toHex } from '../../shared/bytes.ts';
 import type { EndpointId } from '../../shared/types.ts';
 import type {
+  AcceptOptions,
   AcceptResult,
   ClipRecord,
+  ClipVerdict,
   DeliveryMark,
   EndpointRecord,
   FamilyId,
@@ -21,6 +23,7 @@ import {
   checkLimit,
   checkNewEndpoint,
   checkNonceKey,
+  checkReceipted,
   checkTime,
   parseFamilyId,
   StoreError,
@@ -244,24 +247,36 @@ export class MemoryStore implements GatewayStore {
     return this.sequences.get(sender) ?? 0;
   }
 
-  async acceptClip(clip: ClipRecord, recipients: readonly EndpointId[]): Promise<AcceptResult> {
+  async acceptClip(
+    clip: ClipRecord,
+    recipients: readonly EndpointId[],
+    opts?: AcceptOptions,
+  ): Promise<AcceptResult> {
     this.live();
+    const receipted = opts?.receipted ?? [];
     checkClip(clip, recipients);
+    checkReceipted(recipients, receipted);
     const key = clipKey(clip.sender, clip.clipId);
-    const seen = this.accepted.get(key);
-    if (seen) {
-      return seen.sequence === clip.sequence
-        ? { ok: true, retransmit: true }
-        : { ok: false, reason: 'duplicate' };
-    }
-    if (clip.sequence <= (this.sequences.get(clip.sender) ?? 0)) return { ok: false, reason: 'replay' };
-    this.clips.set(key, {
-      clip: { ...clip, envelope: copy(clip.envelope) },
-      deliveries: new Map(recipients.map((r) => [r, null])),
-    });
+    const verdict = this.clipVerdict(clip.sender, clip.clipId, clip.sequence);
+    if (verdict === 'retransmit') return { ok: true, retransmit: true };
+    if (verdict !== 'new') return { ok: false, reason: verdict };
+    // [PLK-12.9] receipted by every recipient in transit: only the id and sequence are kept.
+    if (receipted.length < recipients.length)
+      this.clips.set(key, {
+        clip: { ...clip, envelope: copy(clip.envelope) },
+        deliveries: new Map(recipients.map((r) => [r, receipted.includes(r) ? clip.receivedAt : null])),
+      });
     this.sequences.set(clip.sender, clip.sequence);
     this.accepted.set(key, { sender: clip.sender, sequence: clip.sequence, receivedAt: clip.receivedAt });
     return { ok: true };
+  }
+
+  /** [PLK-12.9] What acceptClip would decide now. */
+  clipVerdict(sender: EndpointId, clipId: string, sequence: number): ClipVerdict {
+    this.live();
+    const seen = this.accepted.get(clipKey(sender, clipId));
+    if (seen) return seen.sequence === sequence ? 'retransmit' : 'duplicate';
+    return sequence <= (this.sequences.get(sender) ?? 0) ? 'replay' : 'new';
   }
 
   async pendingFor(recipient: EndpointId, limit: number): Promise<PendingDelivery[]> {

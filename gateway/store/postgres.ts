@@ -4,6 +4,7 @@ import type Database from 'better-sqlite3';
 import pg from 'pg';
 import type { EndpointId } from '../../shared/types.ts';
 import type {
+  AcceptOptions,
   AcceptResult,
   ClipRecord,
   DeliveryMark,
@@ -1090,9 +1091,18 @@ export class PostgresStore implements GatewayStore {
     );
   }
 
-  acceptClip(clip: ClipRecord, recipients: readonly EndpointId[]): Promise<AcceptResult> {
+  /** [PLK-12.9] Shared by several nodes, this store offers no clipVerdict, so nothing is receipted in transit. */
+  acceptClip(
+    clip: ClipRecord,
+    recipients: readonly EndpointId[],
+    opts?: AcceptOptions,
+  ): Promise<AcceptResult> {
     return this.checked(
-      () => checkClip(clip, recipients),
+      () => {
+        checkClip(clip, recipients);
+        if ((opts?.receipted?.length ?? 0) > 0)
+          throw new RangeError('the PostgreSQL store stores every delivery: receipted must be empty');
+      },
       async () => {
         const r = await this.hotWrite({ op: 'a', clip, recipients });
         if (r === 'ok') return { ok: true };

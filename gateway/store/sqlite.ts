@@ -15,8 +15,10 @@ import Database from 'better-sqlite3';
 import { startWorker } from '../../platform/entry.ts';
 import type { EndpointId } from '../../shared/types.ts';
 import type {
+  AcceptOptions,
   AcceptResult,
   ClipRecord,
+  ClipVerdict,
   DeliveryMark,
   EndpointRecord,
   EndpointRole,
@@ -35,6 +37,7 @@ import {
   checkLimit,
   checkNewEndpoint,
   checkNonceKey,
+  checkReceipted,
   checkTime,
   parseFamilyId,
   StoreError,
@@ -320,6 +323,9 @@ export function prepareStatements(db: Database.Database) {
     insDelivery: db.prepare<[string, string, string]>(
       'INSERT INTO deliveries (recipient, sender, clip_id, delivered_at) VALUES (?, ?, ?, NULL)',
     ),
+    insDeliveryDone: db.prepare<[string, string, string, number]>(
+      'INSERT INTO deliveries (recipient, sender, clip_id, delivered_at) VALUES (?, ?, ?, ?)',
+    ),
     upsertSeq: db.prepare<[string, number]>(
       'INSERT INTO sequences (sender, last_seq) VALUES (?, ?) ON CONFLICT (sender) DO UPDATE SET last_seq = excluded.last_seq',
     ),
@@ -465,19 +471,30 @@ export function createWriteOps(db: Database.Database, s = prepareStatements(db))
     pruneRegistryChanges(before: number): number {
       return s.pruneChanges.run(before).changes;
     },
-    acceptClip(clip: ClipRecord, recipients: readonly EndpointId[]): AcceptResult {
-      // [PLK-8.2] a resend of an accepted clip is acknowledged again, never stored twice.
-      const seen = s.acceptedSeq.get(clip.sender, clip.clipId);
-      if (seen) {
-        return seen.sequence === clip.sequence
-          ? { ok: true, retransmit: true }
-          : { ok: false, reason: 'duplicate' };
+    acceptClip(
+      clip: ClipRecord,
+      recipients: readonly EndpointId[],
+      receipted: readonly EndpointId[] = [],
+    ): AcceptResult {
+      // [PLK-8.1] [PLK-8.2] checked and advanced in the same transaction.
+      const verdict = clipVerdict(s, clip.sender, clip.clipId, clip.sequence);
+      if (verdict === 'retransmit') return { ok: true, retransmit: true };
+      if (verdict !== 'new') return { ok: false, reason: verdict };
+      // [PLK-12.9] receipted by every recipient in transit: only the id and sequence are stored.
+      if (receipted.length < recipients.length) {
+        s.insClip.run(
+          clip.sender,
+          clip.clipId,
+          clip.sequence,
+          clip.createdAt,
+          clip.receivedAt,
+          clip.envelope,
+        );
+        for (const r of recipients) {
+          if (receipted.includes(r)) s.insDeliveryDone.run(r, clip.sender, clip.clipId, clip.receivedAt);
+          else s.insDelivery.run(r, clip.sender, clip.clipId);
+        }
       }
-      // [PLK-8.1] strictly increasing per sender, checked and advanced in the same transaction.
-      const last = s.lastSeq.get(clip.sender)?.last_seq ?? 0;
-      if (clip.sequence <= last) return { ok: false, reason: 'replay' };
-      s.insClip.run(clip.sender, clip.clipId, clip.sequence, clip.createdAt, clip.receivedAt, clip.envelope);
-      for (const r of recipients) s.insDelivery.run(r, clip.sender, clip.clipId);
       s.insAccepted.run(clip.sender, clip.clipId, clip.sequence, clip.receivedAt);
       s.upsertSeq.run(clip.sender, clip.sequence);
       return { ok: true };
@@ -507,6 +524,22 @@ export function createWriteOps(db: Database.Database, s = prepareStatements(db))
       return s.expire.run(before).changes;
     },
   };
+}
+
+/**
+ * [PLK-8.1] [PLK-8.2] [PLK-12.9] What acceptClip decides for a clip on this connection's committed
+ * state: a resend of an accepted clip is a retransmit (acknowledged again, never stored twice), its
+ * id with another sequence a duplicate, a sequence not above the sender's last a replay.
+ */
+function clipVerdict(
+  s: ReturnType<typeof prepareStatements>,
+  sender: EndpointId,
+  clipId: string,
+  sequence: number,
+): ClipVerdict {
+  const seen = s.acceptedSeq.get(sender, clipId);
+  if (seen) return seen.sequence === sequence ? 'retransmit' : 'duplicate';
+  return sequence <= (s.lastSeq.get(sender)?.last_seq ?? 0) ? 'replay' : 'new';
 }
 
 export type WriteOps = ReturnType<typeof createWriteOps>;
@@ -566,8 +599,15 @@ export abstract class SqliteStoreBase implements GatewayStore {
   protected closed = false;
   protected abstract readonly s: ReturnType<typeof prepareStatements>;
 
-  /** Runs one write op on the writer connection; resolves once its commit is durable [PLK-12.3]. */
-  protected abstract write<K extends WriteOpName>(op: K, args: WriteArgs<K>): Promise<WriteResult<K>>;
+  /**
+   * Runs one write op on the writer connection; resolves once its commit is durable [PLK-12.3].
+   * `lazy`: the write need not start a commit of its own (AcceptOptions.lazy); a hint.
+   */
+  protected abstract write<K extends WriteOpName>(
+    op: K,
+    args: WriteArgs<K>,
+    lazy?: boolean,
+  ): Promise<WriteResult<K>>;
   abstract backup(path: string): Promise<void>;
   abstract close(): Promise<void>;
 
@@ -584,13 +624,14 @@ export abstract class SqliteStoreBase implements GatewayStore {
     check: () => void,
     op: K,
     args: WriteArgs<K>,
+    lazy = false,
   ): Promise<WriteResult<K>> {
     try {
       check();
     } catch (err) {
       return Promise.reject(err);
     }
-    return this.write(op, args);
+    return this.write(op, args, lazy);
   }
 
   // ---- registry ---------------------------------------------------------------------------------
@@ -748,8 +789,27 @@ export abstract class SqliteStoreBase implements GatewayStore {
     return this.read(() => this.s.lastSeq.get(sender)?.last_seq ?? 0);
   }
 
-  acceptClip(clip: ClipRecord, recipients: readonly EndpointId[]): Promise<AcceptResult> {
-    return this.checked(() => checkClip(clip, recipients), 'acceptClip', [clip, recipients]);
+  acceptClip(
+    clip: ClipRecord,
+    recipients: readonly EndpointId[],
+    opts?: AcceptOptions,
+  ): Promise<AcceptResult> {
+    const receipted = opts?.receipted ?? [];
+    return this.checked(
+      () => {
+        checkClip(clip, recipients);
+        checkReceipted(recipients, receipted);
+      },
+      'acceptClip',
+      [clip, recipients, receipted],
+      opts?.lazy === true,
+    );
+  }
+
+  /** [PLK-12.9] On this thread's connection: committed state only. */
+  clipVerdict(sender: EndpointId, clipId: string, sequence: number): ClipVerdict {
+    if (this.closed) throw new StoreError('STORE_CLOSED', 'store is closed');
+    return clipVerdict(this.s, sender, clipId, sequence);
   }
 
   pendingFor(recipient: EndpointId, limit: number): Promise<PendingDelivery[]> {
@@ -882,10 +942,10 @@ export class SqliteStore extends SqliteStoreBase {
 
   // ---- group commit ---------------------------------------------------------------------------
 
-  protected write<K extends WriteOpName>(op: K, args: WriteArgs<K>): Promise<WriteResult<K>> {
+  protected write<K extends WriteOpName>(op: K, args: WriteArgs<K>, lazy = false): Promise<WriteResult<K>> {
     const fn = this.ops[op] as (...a: WriteArgs<K>) => WriteResult<K>;
     const run = () => fn(...args);
-    if (LAZY_OPS.has(op)) return this.enqueue(run, true);
+    if (lazy || LAZY_OPS.has(op)) return this.enqueue(run, true);
     if (op !== 'eraseFamily') return this.enqueue(run);
     // [PLK-12.5] no erased byte may linger in the WAL after the erasing commit.
     return this.enqueue(run).then((r) => {

@@ -155,6 +155,64 @@ export function runStoreContract(name: string, makeStore: () => Promise<GatewayS
       expect(await store.acceptClip(c, [f.mum])).toEqual({ ok: false, reason: 'replay' });
     });
 
+    it('clipVerdict: what acceptClip would decide, from committed state [PLK-12.9]', async () => {
+      const f = await family();
+      const c = newClip(f.toy, 1);
+      if (!store.clipVerdict) {
+        // A shared store offers no verdict, so no clip is ever receipted in transit on it.
+        await expect(store.acceptClip(c, [f.mum], { receipted: [f.mum] })).rejects.toThrow(RangeError);
+        expect(await store.lastSequence(f.toy)).toBe(0);
+        return;
+      }
+      expect(store.clipVerdict(f.toy, c.clipId, 1)).toBe('new');
+      expect(await store.acceptClip(c, [f.mum])).toEqual({ ok: true });
+      expect(store.clipVerdict(f.toy, c.clipId, 1)).toBe('retransmit');
+      expect(store.clipVerdict(f.toy, c.clipId, 2)).toBe('duplicate');
+      const other = newClip(f.toy, 1);
+      expect(store.clipVerdict(f.toy, other.clipId, 1)).toBe('replay');
+      expect(store.clipVerdict(f.toy, other.clipId, 2)).toBe('new');
+      expect(store.clipVerdict(f.mum, other.clipId, 1)).toBe('new'); // per sender
+      expect(await store.acceptClip({ ...other, sequence: 1 }, [f.mum])).toEqual({
+        ok: false,
+        reason: 'replay',
+      });
+    });
+
+    it('receipted in transit by every recipient: only the id and sequence are kept [PLK-12.9]', async () => {
+      if (!store.clipVerdict) return; // see above: refused by a shared store
+      const f = await family();
+      const c = newClip(f.toy, 1);
+      expect(await store.acceptClip(c, [f.mum, f.dad], { receipted: [f.dad, f.mum] })).toEqual({ ok: true });
+      expect(await store.backlog()).toBe(0);
+      expect(await store.pendingFor(f.mum, 10)).toEqual([]);
+      expect(await store.lastSequence(f.toy)).toBe(1);
+      // Its id is remembered like a delivered clip's: a resend is a retransmit, a repeated receipt already.
+      expect(await store.acceptClip(c, [f.mum, f.dad])).toEqual({ ok: true, retransmit: true });
+      expect(await store.markDelivered(f.mum, f.toy, c.clipId, 7000)).toBe('already');
+      expect(await store.backlog()).toBe(0);
+      expect(await store.expireUndelivered(Number.MAX_SAFE_INTEGER)).toBe(0);
+    });
+
+    it('receipted in transit by some recipients: the others wait for it as usual [PLK-12.9]', async () => {
+      if (!store.clipVerdict) return;
+      const f = await family();
+      const c = newClip(f.toy, 1);
+      expect(await store.acceptClip(c, [f.mum, f.dad], { receipted: [f.mum] })).toEqual({ ok: true });
+      expect(await store.pendingFor(f.mum, 10)).toEqual([]);
+      expect((await store.pendingFor(f.dad, 10)).map((d) => d.envelope)).toEqual([c.envelope]);
+      expect(await store.backlog()).toBe(1);
+      expect(await store.markDelivered(f.mum, f.toy, c.clipId, 7000)).toBe('already'); // a resent receipt
+      expect(await store.markDelivered(f.dad, f.toy, c.clipId, 7001)).toBe('delivered');
+      expect(await store.backlog()).toBe(0);
+      await expect(store.acceptClip(newClip(f.toy, 2), [f.mum], { receipted: [f.dad] })).rejects.toThrow(
+        /not a recipient/,
+      );
+      await expect(
+        store.acceptClip(newClip(f.toy, 2), [f.mum, f.dad], { receipted: [f.mum, f.mum] }),
+      ).rejects.toThrow(/duplicate receipted/);
+      expect(await store.lastSequence(f.toy)).toBe(1);
+    });
+
     it('validates clips at the boundary', async () => {
       const f = await family();
       await expect(store.acceptClip(newClip(f.toy, 1), [])).rejects.toThrow(RangeError);
