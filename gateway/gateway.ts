@@ -10,6 +10,7 @@ import { type CryptoSuite, defaultCrypto } from '../shared/crypto.ts';
 import type { PrivateIdentity } from '../shared/identity.ts';
 import { LIMITS } from '../shared/limits.ts';
 import { DEFAULT_TOKEN_WINDOW_MS } from '../shared/token.ts';
+import { inboxTopic } from '../shared/topics.ts';
 import type { Clock, EndpointId } from '../shared/types.ts';
 import { AuditBudget, type AuditBudgetOptions } from './audit-budget.ts';
 import { connectHandlers } from './connect.ts';
@@ -31,6 +32,7 @@ import { RegistryWatch } from './registry-watch.ts';
 import { runRetention } from './retention.ts';
 import { Rosters } from './roster.ts';
 import { subscribeHandlers } from './subscribe.ts';
+import { DEFAULT_TRANSIT_HOLD_MS, InTransit, MAX_TRANSIT_HOLD_MS } from './transit.ts';
 
 export type { GatewayRateLimiters } from './context.ts';
 
@@ -120,6 +122,12 @@ export interface GatewayOptions {
   readonly firmware?: { readonly dataDir: string; readonly pollMs?: number };
   /** [PLK-14.7] Clip-object protocol versions accepted, e.g. [1, 2]; default [1]. */
   readonly protocolVersions?: readonly number[];
+  /**
+   * [PLK-12.9] How long a clip forwarded before its commit waits there for its recipients'
+   * receipts, ms (0–1000; default 10). `null`: clips are forwarded only after their commit. Only
+   * with a store that offers `clipVerdict` (embedded SQLite, memory); otherwise always after.
+   */
+  readonly transitHoldMs?: number | null;
   /**
    * One node of several (gateway/cluster/node.ts): Aedes' shared pub/sub and persistence, a broker
    * id of this node's own, and delivery to inboxes connected to other nodes through that pub/sub
@@ -220,7 +228,15 @@ export function createGateway(opts: GatewayOptions): Gateway {
   );
   const { preConnect, authenticate } = connectHandlers(ctx, sources);
   const { authorizeSubscribe, onSubscribed } = subscribeHandlers(ctx, forwarder, rosters);
-  const { authorizePublish, authorizeForward } = publishHandlers(ctx, forwarder);
+  const holdMs = opts.transitHoldMs === undefined ? DEFAULT_TRANSIT_HOLD_MS : opts.transitHoldMs;
+  if (holdMs !== null && !(Number.isInteger(holdMs) && holdMs >= 0 && holdMs <= MAX_TRANSIT_HOLD_MS))
+    throw new RangeError(`transitHoldMs must be an integer from 0 to ${MAX_TRANSIT_HOLD_MS}, or null`);
+  const transit =
+    holdMs !== null && store.clipVerdict
+      ? new InTransit(ingest, forwarder, inboxTopic, metrics, log, holdMs)
+      : undefined;
+  ingest.transit = transit;
+  const { authorizePublish, authorizeForward } = publishHandlers(ctx, forwarder, transit);
   const retention = (): Promise<number> => runRetention(ctx, undeliveredMaxAgeMs);
 
   // ---- listener -----------------------------------------------------------------------------
@@ -394,6 +410,8 @@ export function createGateway(opts: GatewayOptions): Gateway {
     async close() {
       if (closing) return;
       closing = true;
+      // [PLK-12.9] held clips commit now, while the store is still open.
+      transit?.releaseAll();
       if (retentionTimer) clearInterval(retentionTimer);
       firmware?.stop();
       await watch.stop();

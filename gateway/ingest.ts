@@ -13,7 +13,14 @@ import {
   ENVELOPE_V1,
   parseProtocolVersions,
 } from '../shared/versions.ts';
-import type { ClipRecord, EndpointRecord, FamilyId, GatewayStore, RateLimiter } from './interfaces.ts';
+import type {
+  AcceptOptions,
+  ClipRecord,
+  EndpointRecord,
+  FamilyId,
+  GatewayStore,
+  RateLimiter,
+} from './interfaces.ts';
 
 /**
  * [PLK-12.6] Why a publish was refused, and what it means: the audit detail and metric label of
@@ -72,6 +79,23 @@ export interface IngestContext {
   readonly maxAgeMs?: number;
   /** [PLK-14.7] Clip-object versions accepted (see acceptedVersions); only version 1 when absent. */
   readonly protocolVersions?: ReadonlySet<number>;
+  /** [PLK-12.9] Clips in transit (gateway/transit.ts), set once the gateway has made them; absent: none. */
+  transit?: TransitReceipts;
+}
+
+/** [PLK-12.9] Where a receipt for a clip still in transit (forwarded, not yet committed) goes. */
+export interface TransitReceipts {
+  /**
+   * Undefined: that clip is not in transit, record the receipt as usual. Otherwise resolves once
+   * the clip's commit has settled: true when the receipt was part of that durable commit (nothing
+   * else to store), false when it must still be recorded as usual.
+   */
+  receipt(
+    recipient: EndpointId,
+    sender: EndpointId,
+    clipId: string,
+    received: boolean,
+  ): Promise<boolean> | undefined;
 }
 
 const V1_ONLY: ReadonlySet<number> = acceptedVersions(DEFAULT_PROTOCOL_VERSIONS);
@@ -257,10 +281,16 @@ export async function prepareClip(
  * clip ids [PLK-8.2]. `store.acceptClip` is called synchronously (before the first await), so calls
  * made in order reach the store in order; `accepted` resolves only once the write is durable [PLK-12.3].
  */
-export async function commitClip(ctx: IngestContext, prepared: PreparedClip): Promise<ClipOutcome> {
+export async function commitClip(
+  ctx: IngestContext,
+  prepared: PreparedClip,
+  opts?: AcceptOptions,
+): Promise<ClipOutcome> {
   let result: Awaited<ReturnType<GatewayStore['acceptClip']>>;
   try {
-    result = await timed(ctx, 'acceptClip', () => ctx.store.acceptClip(prepared.record, prepared.recipients));
+    result = await timed(ctx, 'acceptClip', () =>
+      ctx.store.acceptClip(prepared.record, prepared.recipients, opts),
+    );
   } catch (err) {
     return refusedClip('store-error', err instanceof Error ? err.message : undefined);
   }
@@ -332,6 +362,8 @@ export async function ingestReceipt(
   }
   const clipId = toHex(receipt.clipId);
   try {
+    const inTransit = ctx.transit?.receipt(endpoint.id, receipt.sender, clipId, receipt.status === 'opened');
+    if (inTransit && (await inTransit)) return { kind: 'delivered', receipt };
     if (receipt.status === 'unopenable') {
       const aside = await timed(ctx, 'setAside', () =>
         ctx.store.setAside(endpoint.id, receipt.sender, clipId, now),

@@ -14,6 +14,11 @@ export interface GatewayMetrics {
   readonly bytesAccepted: Counter;
   readonly clipsForwarded: Counter;
   readonly receipts: Counter<'result'>;
+  /**
+   * [PLK-12.9] Clips forwarded before their commit, by what the commit stored: `none` (every
+   * recipient receipted in transit: the body was never written), `some`, `all`.
+   */
+  readonly transit: Counter<'stored'>;
   readonly storeLatency: Histogram<'op'>;
   /**
    * An accepted clip's ingest — verify, durable store, PUBACK: from the PUBLISH reaching
@@ -133,6 +138,12 @@ export function createGatewayMetrics(
       name: `${prefix}receipts_total`,
       help: 'Receipts processed, by result',
       labelNames: ['result'],
+      registers,
+    }),
+    transit: new Counter({
+      name: `${prefix}transit_total`,
+      help: 'Clips forwarded before their commit, by what the commit stored (none: receipted by every recipient in transit)',
+      labelNames: ['stored'],
       registers,
     }),
     storeLatency: new Histogram({

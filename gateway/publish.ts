@@ -6,6 +6,7 @@ import { inboxTopic, mayPublish, parseTopic } from '../shared/topics.ts';
 import type { ConnState, GatewayContext } from './context.ts';
 import type { Forwarder } from './forward.ts';
 import { commitClip, type IngestReason, ingestReceipt, prepareClip } from './ingest.ts';
+import type { InTransit } from './transit.ts';
 
 /**
  * Passed to the authorizePublish callback to refuse a publish: Aedes then sends no PUBACK and
@@ -34,6 +35,7 @@ type AuthorizePublish = (client: Client | null, packet: PublishPacket, callback:
 export function publishHandlers(
   ctx: GatewayContext,
   forwarder: Forwarder,
+  transit?: InTransit,
 ): {
   authorizePublish: AuthorizePublish;
   authorizeForward: (client: Client, packet: AedesPublishPacket) => AedesPublishPacket | null;
@@ -69,8 +71,12 @@ export function publishHandlers(
       const prepared = await prepareClip(ctx.ingest, state.endpoint, payload, now, { relay });
       if (prepared.kind === 'refused') return refuse(state, done, prepared.reason, prepared.detail);
       if (client.closed) return done(new PublishRefusedError('connection-closed', 'connection closed'));
-      commitClip(ctx.ingest, prepared).then(
-        async (outcome) => {
+      // [PLK-12.9] through the clips in transit when the store can tell its verdict in advance.
+      const submitted = transit
+        ? transit.submit(prepared)
+        : commitClip(ctx.ingest, prepared).then((outcome) => ({ outcome, forward: prepared.recipients }));
+      submitted.then(
+        async ({ outcome, forward }) => {
           if (outcome.kind === 'refused') return refuse(state, done, outcome.reason, outcome.detail);
           if (outcome.kind === 'retransmit') {
             // [PLK-8.2] durable since its first arrival: PUBACK again; recipients got or will get it.
@@ -84,7 +90,7 @@ export function publishHandlers(
           // → broker.publish, so nothing is acknowledged before this call.
           metrics.observeIngest(done);
           done();
-          forwarder.forwardClip(outcome.recipients, inboxTopic, payload);
+          forwarder.forwardClip(forward, inboxTopic, payload);
         },
         (err: unknown) => failed(state, done, err),
       );

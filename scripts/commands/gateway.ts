@@ -7,6 +7,7 @@ import { GATEWAY_ID_META } from '../../gateway/datadir.ts';
 import { DEFAULT_RATE_LIMITS } from '../../gateway/embedded.ts';
 import { DAY_MS } from '../../gateway/gateway.ts';
 import { createGatewayMetrics, serveMetrics } from '../../gateway/metrics.ts';
+import { DEFAULT_TRANSIT_HOLD_MS, MAX_TRANSIT_HOLD_MS } from '../../gateway/transit.ts';
 import { LIMITS } from '../../shared/limits.ts';
 import { CLIP_VERSIONS, DEFAULT_PROTOCOL_VERSIONS, parseProtocolVersions } from '../../shared/versions.ts';
 import { action, CliError, durationOption, intOption, numberOption } from '../cli-util.ts';
@@ -42,6 +43,15 @@ interface GatewayCliOptions extends WebCliOptions, ClusterCliOptions {
   logLevel: string;
   discardDamagedWal?: boolean;
   protocolVersions: readonly number[];
+  transitHold: number | null;
+}
+
+/** `--transit-hold MS|off` [PLK-12.9]: 0–1000 ms, or off (forward only after the commit). */
+function transitHoldOption(value: string): number | null {
+  if (value === 'off') return null;
+  if (!/^\d+$/.test(value) || Number(value) > MAX_TRANSIT_HOLD_MS)
+    throw new InvalidArgumentError(`must be whole milliseconds from 0 to ${MAX_TRANSIT_HOLD_MS}, or off`);
+  return Number(value);
 }
 
 /** `--protocol-versions 1,2`: versions this build knows, each once [PLK-14.7]. */
@@ -93,6 +103,7 @@ async function runGateway(opts: GatewayCliOptions): Promise<void> {
       undeliveredMaxAgeMs: opts.retentionUndelivered,
       retentionIntervalMs: opts.retentionInterval,
       protocolVersions: opts.protocolVersions,
+      transitHoldMs: opts.transitHold,
     },
   });
   // Before the listening line: whoever reads it may stop the gateway at once.
@@ -276,6 +287,12 @@ export function registerGatewayCommands(program: Command): void {
         .join('; ')}); a clip of any other version is refused (reason "version", audited)`,
       protocolVersionsOption,
       DEFAULT_PROTOCOL_VERSIONS,
+    )
+    .option(
+      '--transit-hold <ms>',
+      'forward a clip to connected recipients before its commit and hold the commit this long for their receipts: a clip receipted in time is never written to disk (0-1000, or off: forward after the commit; only the embedded store does this) [PLK-12.9]',
+      transitHoldOption,
+      DEFAULT_TRANSIT_HOLD_MS,
     )
     .addOption(new Option('--log-level <level>', 'pino log level').choices(LOG_LEVELS).default('info'))
     .option(

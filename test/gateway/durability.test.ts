@@ -11,6 +11,7 @@ import { writeKeyDir } from '../../platform/keyfiles.ts';
 import { toHex } from '../../shared/bytes.ts';
 import { decodeClip } from '../../shared/envelope.ts';
 import { generateIdentity, publicPart } from '../../shared/identity.ts';
+import { createReceipt } from '../../shared/receipt.ts';
 import { makeClip } from './helpers/harness.ts';
 
 const FIXTURE = join(import.meta.dirname, 'fixtures', 'gateway-child.ts');
@@ -19,6 +20,7 @@ function startChild(
   dir: string,
   wrapper: string[] = [],
   env: Record<string, string> = {},
+  extra: string[] = [],
 ): Promise<{ child: ChildProcess; port: number }> {
   const command = [
     process.execPath,
@@ -36,6 +38,7 @@ function startChild(
     '100000',
     '--log-level',
     'warn',
+    ...extra,
   ];
   const all = [...wrapper, ...command];
   const child = spawn(all[0]!, all.slice(1), {
@@ -148,6 +151,107 @@ describe('durability across SIGKILL', () => {
     second.child.kill('SIGTERM');
     await new Promise((r) => second.child.once('exit', r));
   }, 60_000);
+
+  it('clips receipted in transit [PLK-12.9]: after SIGKILL every PUBACKed clip reaches every parent that had not receipted it, none whose receipt was acknowledged, and is a retransmit', async () => {
+    const { dir, gwId, toy, mum, dad } = await provisionedDir();
+    // A long hold, so that most receipts arrive while their clip is held.
+    const first = await startChild(dir, [], {}, ['--transit-hold', '200']);
+    cleanup.push(() => void first.child.kill('SIGKILL'));
+    const gateway = publicPart(gwId);
+    const url = `mqtt://127.0.0.1:${first.port}`;
+    const conn = await connectEndpoint({ url, identity: toy, gateway });
+    // mum receipts every clip, dad only even sequence numbers. A parent that sent a receipt has the
+    // clip (its receipt is resent if unacknowledged); one whose receipt was acknowledged must never
+    // be sent that clip again.
+    const receiptSent = new Map<string, Set<string>>([
+      [mum.id, new Set()],
+      [dad.id, new Set()],
+    ]);
+    const receiptAcked = new Map<string, Set<string>>([
+      [mum.id, new Set()],
+      [dad.id, new Set()],
+    ]);
+    const parents = await Promise.all(
+      [mum, dad].map(async (who) => {
+        const c = await connectEndpoint({ url, identity: who, gateway });
+        c.onInbox((kind, bytes) => {
+          if (kind !== 'clip') return;
+          const h = decodeClip(bytes).header;
+          if (who === dad && h.sequence % 2 === 1) return;
+          const id = toHex(h.clipId);
+          receiptSent.get(who.id)!.add(id);
+          c.publishReceipt(
+            createReceipt({ recipient: who, sender: toy.id, clipId: h.clipId, receivedAt: Date.now() }),
+          )
+            .then(() => receiptAcked.get(who.id)!.add(id))
+            .catch(() => {});
+        });
+        return c;
+      }),
+    );
+    const n = 200;
+    const clips = Array.from({ length: n }, (_, i) =>
+      makeClip(toy, [mum, dad], { sequence: i + 1, oggBytes: 4000 }),
+    );
+    const acked = new Map<string, Uint8Array>();
+    await new Promise<void>((resolve) => {
+      clips.forEach((c, i) => {
+        // Spread over time, so that clips are held, receipted and committed while others arrive.
+        setTimeout(() => {
+          conn.publishClip(c).then(
+            () => {
+              acked.set(toHex(decodeClip(c).header.clipId), c);
+              if (acked.size === 60) {
+                first.child.kill('SIGKILL');
+                resolve();
+              }
+            },
+            () => {},
+          );
+        }, i * 5);
+      });
+      conn.client.once('close', () => resolve());
+    });
+    for (const c of [conn, ...parents]) c.client.end(true);
+    await new Promise((r) => first.child.once('exit', r));
+    const ackedAtKill = new Map(acked);
+    const receipted = new Map([...receiptAcked].map(([k, v]) => [k, new Set(v)]));
+    const sentReceipt = new Map([...receiptSent].map(([k, v]) => [k, new Set(v)]));
+    const both = [...ackedAtKill.keys()].filter(
+      (id) => receipted.get(mum.id)!.has(id) && receipted.get(dad.id)!.has(id),
+    );
+    console.log(
+      `durability (transit): ${ackedAtKill.size} clips PUBACKed before SIGKILL, ${both.length} receipted by both parents in time`,
+    );
+    expect(ackedAtKill.size).toBeGreaterThanOrEqual(60);
+    expect(both.length).toBeGreaterThan(0);
+
+    const second = await startChild(dir);
+    cleanup.push(() => void second.child.kill('SIGKILL'));
+    const url2 = `mqtt://127.0.0.1:${second.port}`;
+    for (const who of [mum, dad]) {
+      const c = await connectEndpoint({ url: url2, identity: who, gateway });
+      const got = new Set<string>();
+      c.onInbox((kind, bytes) => {
+        if (kind === 'clip') got.add(toHex(decodeClip(bytes).header.clipId));
+      });
+      const owed = [...ackedAtKill.keys()].filter((id) => !sentReceipt.get(who.id)!.has(id));
+      const t0 = Date.now();
+      while (owed.some((id) => !got.has(id)) && Date.now() - t0 < 15_000)
+        await new Promise((r) => setTimeout(r, 50));
+      expect(owed.filter((id) => !got.has(id))).toEqual([]);
+      // Nothing acknowledged as receipted comes back.
+      expect([...got].filter((id) => receipted.get(who.id)!.has(id))).toEqual([]);
+      await c.close();
+    }
+    // Every PUBACKed clip is remembered: sent again, each is acknowledged as a retransmit.
+    const again = await connectEndpoint({ url: url2, identity: toy, gateway });
+    for (const c of ackedAtKill.values()) await again.publishClip(c);
+    expect(again.client.connected).toBe(true);
+    await again.close();
+    second.child.kill('SIGTERM');
+    await new Promise((r) => second.child.once('exit', r));
+  }, 90_000);
 
   it.each([
     ['inline', 'SQLite syncs inside each commit'],

@@ -191,6 +191,8 @@ async function legitimateClip(eg: EmbeddedGateway, fam: RosterFamily, seed: numb
     await until(() => received.some((r) => r.clipId === sent.clipId), 'the legitimate clip');
     const got = received.find((r) => r.clipId === sent.clipId)!;
     expect(Buffer.from(got.ogg).equals(Buffer.from(sent.ogg))).toBe(true);
+    // [PLK-12.9] the clip may reach the parent before its commit: wait for the commit.
+    await until(async () => (await counter(eg.gateway.metrics.clipsAccepted)) > accepted, 'the commit');
     expect(await counter(eg.gateway.metrics.clipsAccepted)).toBe(accepted + 1);
     return sent.clipId;
   } finally {
