@@ -87,6 +87,25 @@ function topFunctions(profile: {
 }
 
 /** p50/p99/max-bucket of one op of the gateway's store-latency histogram (Prometheus buckets, ms). */
+/**
+ * [PLK-12.9] Of the clips forwarded before their commit in a phase, the shares whose commit stored
+ * no body (every recipient receipted in transit), some deliveries, or all; null for other systems.
+ */
+function transitShares(
+  c0: Record<string, number> | null,
+  c1: Record<string, number> | null,
+): { clips: number; none: number; some: number; all: number } | null {
+  if (!c0 || !c1) return null;
+  const d = (stored: string) => {
+    const k = `plushlink_gateway_transit_total{stored=${stored}}`;
+    return (c1[k] ?? 0) - (c0[k] ?? 0);
+  };
+  const [none, some, all] = [d('none'), d('some'), d('all')];
+  const clips = none + some + all;
+  if (clips === 0) return { clips, none: 0, some: 0, all: 0 };
+  return { clips, none: round(none / clips, 3), some: round(some / clips, 3), all: round(all / clips, 3) };
+}
+
 function storeLatency(
   counters: Record<string, number> | null,
   op: string,
@@ -125,6 +144,8 @@ interface Throughput {
   gatewayEventLoopLagMaxMs: number | null;
   /** Store writes per durable commit during the phase (the gateway's group-commit size). */
   groupSize: number | null;
+  /** [PLK-12.9] Clips forwarded before their commit, and the shares by what their commit stored. */
+  transit: { clips: number; none: number; some: number; all: number } | null;
   /** The generator's own event-loop lag p99 during the phase (ms): latency it adds to e2e itself. */
   generatorLagP99Ms: number | null;
   errors: Record<string, number>;
@@ -196,6 +217,7 @@ async function throughputOn(
         generatorVerdict: '',
         gatewayEventLoopLagMaxMs: null,
         groupSize: dCommits > 0 ? round(dJobs / dCommits, 1) : null,
+        transit: transitShares(commits0, commits1),
         generatorLagP99Ms: (() => {
           const lags = session.timeline
             .filter((x) => x.phase === `${target.info.kind} ${Math.round(r)}/s`)

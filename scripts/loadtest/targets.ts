@@ -86,6 +86,19 @@ export interface EmbeddedGateway extends Target, Provisionable {
  * are set far above the offered load (the load test measures capacity, not the limiter), the
  * packet limit stays at its default so oversized packets are refused as in production.
  */
+/**
+ * PLK_LOADTEST_TRANSIT_HOLD_MS for A/B runs (docs/LOADTEST.md): `off` forwards clips only after
+ * their commit, a number of ms sets the hold [PLK-12.9]; unset keeps the gateway's default.
+ */
+function transitHoldFromEnv(): { transitHoldMs?: number | null } {
+  const v = process.env.PLK_LOADTEST_TRANSIT_HOLD_MS;
+  if (v === undefined || v === '') return {};
+  if (v === 'off') return { transitHoldMs: null };
+  if (!/^\d+$/.test(v))
+    throw new RangeError(`PLK_LOADTEST_TRANSIT_HOLD_MS must be off or whole ms, got ${v}`);
+  return { transitHoldMs: Number(v) };
+}
+
 export async function startEmbeddedGateway(): Promise<EmbeddedGateway> {
   const dataDir = mkdtempSync(join(tmpdir(), 'plushlink-loadtest-'));
   // The production store (SqliteStore, group commit on the event loop); PLK_LOADTEST_STORE=worker
@@ -97,7 +110,7 @@ export async function startEmbeddedGateway(): Promise<EmbeddedGateway> {
     // Attack scenarios reconnect their attackers many times a minute; the quota itself is tested elsewhere.
     noncesPerEndpoint: 1_000_000,
     storeKind: process.env.PLK_LOADTEST_STORE === 'worker' ? 'worker' : 'sqlite',
-    gateway: { retentionIntervalMs: 0, connectTimeoutMs: 30_000 },
+    gateway: { retentionIntervalMs: 0, connectTimeoutMs: 30_000, ...transitHoldFromEnv() },
   });
   const { gateway, store } = eg;
   const identity = eg.identity;
