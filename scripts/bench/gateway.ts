@@ -12,6 +12,7 @@ import { Session } from '../loadtest/session.ts';
 import {
   type ForkedGateway,
   findMosquitto,
+  type ResourceSample,
   startForkedGateway,
   startMosquitto,
   type Target,
@@ -278,7 +279,21 @@ interface StormBench {
   reconnectP99Ms: number;
   heapPerToyBytes: number | null;
   rssPerToyBytes: number | null;
+  /** CPU of the system under test per connect (its pinned core), initial connects and storm; null unless read from /proc. */
+  cpuUsPerConnectInitial: number | null;
+  cpuUsPerConnectStorm: number | null;
+  /** The generator's CPU (this process, all worker threads) in % of its one pinned core, initial connects and storm. */
+  generatorCpuPercentInitial: number;
+  generatorCpuPercentStorm: number;
+  /** Which side limited the connect rate: the generator at >= 90 % of its core, else the system under test. */
+  limitedBy: 'generator' | 'system under test';
 }
+
+/** CPU this process used since `since` (process.cpuUsage), in % of `wallMs` on one core. */
+const generatorPercent = (since: NodeJS.CpuUsage, wallMs: number): number => {
+  const d = process.cpuUsage(since);
+  return round(((d.user + d.system) / 1000 / wallMs) * 100);
+};
 
 async function stormOn(target: Target): Promise<StormBench> {
   const o = opts(STORM_TOYS, { clipRate: 1, connectRate: 2000 });
@@ -292,19 +307,39 @@ async function stormOn(target: Target): Promise<StormBench> {
     await session.connect('parents', 2000, fleet.roster.families.length);
     await new Promise((r) => setTimeout(r, 1000));
     const before = session.sampleTarget();
+    const gen0 = process.cpuUsage();
     const t0 = performance.now();
     const c = await session.connect('toys', 2000, STORM_TOYS);
     const initialMs = performance.now() - t0;
+    const genInitial = generatorPercent(gen0, initialMs);
+    const connected = session.sampleTarget();
     await new Promise((r) => setTimeout(r, 2000));
     const after = session.sampleTarget();
     log(`${target.info.kind}: ${c.ok} toys connected in ${(initialMs / 1000).toFixed(1)} s; storm`);
+    const gen1 = process.cpuUsage();
+    const s0 = session.sampleTarget();
+    const t1 = performance.now();
     const st = await session.storm(60_000);
-    log(`${target.info.kind}: storm ${st.back}/${st.toys} back in ${st.allBackMs} ms`);
+    const genStorm = generatorPercent(gen1, performance.now() - t1);
+    const s1 = session.sampleTarget();
+    const perConnect = (a: ResourceSample | null, b: ResourceSample | null, n: number) =>
+      a && b && n > 0 && target.resourceSource === 'proc'
+        ? Math.round(((b.cpuMs - a.cpuMs) * 1000) / n)
+        : null;
+    const limitedBy = Math.max(genInitial, genStorm) >= 90 ? 'generator' : 'system under test';
+    log(
+      `${target.info.kind}: storm ${st.back}/${st.toys} back in ${st.allBackMs} ms; CPU per connect ${perConnect(before, connected, c.ok) ?? '?'} µs initial, ${perConnect(s0, s1, st.back) ?? '?'} µs storm; generator at ${genInitial} % / ${genStorm} % of its core (${limitedBy === 'generator' ? "generator-bound: the rates are a lower bound of the target's" : 'the target limited them'})`,
+    );
     const perToy = (a: number | null | undefined, b: number | null | undefined) =>
       a !== null && a !== undefined && b !== null && b !== undefined && c.ok > 0
         ? Math.round((b - a) / c.ok)
         : null;
     return {
+      cpuUsPerConnectInitial: perConnect(before, connected, c.ok),
+      cpuUsPerConnectStorm: perConnect(s0, s1, st.back),
+      generatorCpuPercentInitial: genInitial,
+      generatorCpuPercentStorm: genStorm,
+      limitedBy,
       target: target.info.kind,
       toys: STORM_TOYS,
       connectsPerSecInitial: Math.round((c.ok / initialMs) * 1000),
@@ -499,7 +534,8 @@ async function main(): Promise<void> {
   const gMax = gw[0];
   const gHalf = gw[1];
   const m = mosq[0];
-  const ratio = (a: number | undefined, b: number | undefined) => (a && b ? round(a / b, 3) : null);
+  const ratio = (a: number | null | undefined, b: number | null | undefined) =>
+    a && b ? round(a / b, 3) : null;
   const floorRate =
     floor && aedesUsPerMessage !== null
       ? Math.round(
@@ -578,6 +614,9 @@ async function main(): Promise<void> {
       mosquittoWithoutAuth: mosqStorm,
       ratioStormConnectsPerSec: ratio(gwStorm.stormConnectsPerSec, aedesStorm.stormConnectsPerSec),
       ratioInitialConnectsPerSec: ratio(gwStorm.connectsPerSecInitial, aedesStorm.connectsPerSecInitial),
+      // What the pinned core could do if the generator kept up: bare Aedes's CPU per connect over
+      // the gateway's (a generator-bound storm measures the generator, not the gateway).
+      ratioCpuPerConnectStorm: ratio(aedesStorm.cpuUsPerConnectStorm, gwStorm.cpuUsPerConnectStorm),
       target: '>= 0.8',
       met: (ratio(gwStorm.stormConnectsPerSec, aedesStorm.stormConnectsPerSec) ?? 0) >= 0.8,
     },
@@ -602,7 +641,7 @@ async function main(): Promise<void> {
   const outFile = join(OUT_DIR, ONLY === null ? 'gateway.json' : `gateway-only-${ONLY}.json`);
   writeFileSync(outFile, `${JSON.stringify(result, null, 2)}\n`);
   process.stdout.write(
-    `${JSON.stringify({ pinned: pinnedAll, clipCost: result.clipCost, floor: result.floor ? effMax?.floor : null, efficiency: result.efficiency, efficiencyAtHalfRate: effHalf?.efficiency ?? null, clipsPerSec: { gateway: gMax?.clipsPerSec, aedes: aedesRelay[0]?.clipsPerSec, mosquitto: m?.clipsPerSec, floorRate }, p99AtHalf: gHalf?.e2eP99Ms, connectsRatio: result.connects.ratioStormConnectsPerSec, stormMs: gwStorm.stormAllBackMs, rssPerToy: gwStorm.rssPerToyBytes }, null, 2)}\n`,
+    `${JSON.stringify({ pinned: pinnedAll, clipCost: result.clipCost, floor: result.floor ? effMax?.floor : null, efficiency: result.efficiency, efficiencyAtHalfRate: effHalf?.efficiency ?? null, clipsPerSec: { gateway: gMax?.clipsPerSec, aedes: aedesRelay[0]?.clipsPerSec, mosquitto: m?.clipsPerSec, floorRate }, p99AtHalf: gHalf?.e2eP99Ms, connectsRatio: result.connects.ratioStormConnectsPerSec, connectsCpuRatio: result.connects.ratioCpuPerConnectStorm, stormMs: gwStorm.stormAllBackMs, rssPerToy: gwStorm.rssPerToyBytes }, null, 2)}\n`,
   );
   log(`wrote ${outFile}`);
 }
