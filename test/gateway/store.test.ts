@@ -314,6 +314,36 @@ describe('SqliteStore specifics', () => {
     await store.close();
   });
 
+  it('a lazy accept [PLK-12.9] rides the next commit another write asks for, or commits on its timer; durable when it resolves', async () => {
+    const dir = tempDir();
+    const store = openSqliteStore(dir);
+    const toy = newEndpoint('toy');
+    const mum = newEndpoint('parent');
+    await store.addEndpoint(toy);
+    await store.addEndpoint(mum);
+    const before = store.commitStats();
+    const lazy = [1, 2, 3].map((n) => store.acceptClip(newClip(toy.id, n), [mum.id], { lazy: true }));
+    await new Promise((r) => setImmediate(r));
+    expect(store.commitStats().commits).toBe(before.commits); // nothing asked for a commit yet
+    const eager = store.acceptClip(newClip(toy.id, 4), [mum.id]);
+    expect(await Promise.all([...lazy, eager])).toEqual(Array(4).fill({ ok: true }));
+    const after = store.commitStats();
+    expect([after.commits - before.commits, after.jobs - before.jobs]).toEqual([1, 4]);
+    // Alone, it still commits within the lazy window, and a second connection sees it.
+    const t0 = performance.now();
+    expect(await store.acceptClip(newClip(toy.id, 5), [mum.id], { lazy: true, receipted: [mum.id] })).toEqual(
+      {
+        ok: true,
+      },
+    );
+    expect(performance.now() - t0).toBeLessThan(2000);
+    const other = new Database(join(dir, 'gateway.db'), { readonly: true });
+    const n = (other.prepare('SELECT count(*) AS n FROM accepted').get() as { n: number }).n;
+    other.close();
+    expect(n).toBe(5);
+    await store.close();
+  });
+
   it('receipts ride the next group commit instead of forcing one each, and are durable when they resolve', async () => {
     const dir = tempDir();
     const store = openSqliteStore(dir);
