@@ -33,6 +33,11 @@ const want = (part: 'gateway' | 'plain' | 'storm'): boolean =>
   ONLY === null || ONLY === part || (ONLY === 'throughput' && part !== 'storm');
 const STORM_TOYS = QUICK ? 1000 : 10_000;
 const THROUGHPUT_TOYS = QUICK ? 100 : 400;
+/** The envelope size the floor is measured with (an 8 s clip's, like the generator's). */
+const ENVELOPE_BYTES = 18_700;
+/** Largest change of one verification's time between before and after the runs that still leaves the ratios meaningful. */
+const MAX_SPEED_DRIFT = 0.1;
+
 /** `--rate N`: offer N clips/s in the throughput phase instead of more than either side can take. */
 const OFFERED = Number(argValue('--rate') ?? (QUICK ? 1000 : 4000));
 const PHASE_MS = QUICK ? 4000 : 8000;
@@ -430,6 +435,10 @@ async function main(): Promise<void> {
   rmSync(profDir, { recursive: true, force: true });
   mkdirSync(profDir, { recursive: true });
   const both = [{ rate: OFFERED }, { rate: 'half' as const }];
+  // The VM's own speed drifts by tens of percent within minutes here: one verification measured
+  // before the gateway's phases, and again with the floor after all throughput runs, says whether
+  // the unit held still (the ratios divide CPU measured at one moment by a unit from another).
+  const probeBefore = want('gateway') ? floorFigures(ENVELOPE_BYTES, 1) : null;
   const gw = want('gateway')
     ? await withTarget(
         () => pinned(() => startForkedGateway('gateway', { cpuProfDir: profDir })),
@@ -466,9 +475,15 @@ async function main(): Promise<void> {
 
   // The floor [issue 13]: the work no gateway can skip, in units of one envelope verification.
   // The durable append is amortised over the group size the gateway itself reached in each phase.
-  const envelopeBytes = 18_700;
-  const floor = floorFigures(envelopeBytes, gw[0]?.groupSize ?? groupSizes.forked ?? 1);
-  const floorHalf = floorFigures(envelopeBytes, gw[1]?.groupSize ?? groupSizes.forked ?? 1);
+  const floor = floorFigures(ENVELOPE_BYTES, gw[0]?.groupSize ?? groupSizes.forked ?? 1);
+  const floorHalf = floorFigures(ENVELOPE_BYTES, gw[1]?.groupSize ?? groupSizes.forked ?? 1);
+  const speedDrift =
+    floor && probeBefore ? round(floor.envelopeVerifyUs / probeBefore.envelopeVerifyUs, 3) : null;
+  const drifted = speedDrift !== null && Math.abs(speedDrift - 1) > MAX_SPEED_DRIFT;
+  if (probeBefore && floor)
+    log(
+      `one envelope verification: ${probeBefore.envelopeVerifyUs} µs before the gateway's phases, ${floor.envelopeVerifyUs} µs after the throughput runs (×${speedDrift})${drifted ? ` — the machine's speed drifted by more than ${MAX_SPEED_DRIFT * 100} %: clip cost, floor and efficiency are uncertain in this run; run again` : ''}`,
+    );
   const aedesUsPerMessage = aedesRelay[0]?.cpuUsPerClip ?? null;
   const aedesUsAtGatewayHalf = aedesRelay[2]?.cpuUsPerClip ?? aedesUsPerMessage;
   const efficiencyAt = (
@@ -513,7 +528,9 @@ async function main(): Promise<void> {
       gateway: gw,
       mosquitto: mosq[0] ?? null,
       aedes: aedesRelay[0] ?? null,
-      floor,
+      floor: floor
+        ? { ...floor, envelopeVerifyBeforeUs: probeBefore?.envelopeVerifyUs ?? null, speedDrift }
+        : null,
       efficiency: { saturation: effMax, halfRate: effHalf },
       storeLatencies,
       profile: profiles[0]?.top.slice(0, 10),
@@ -600,6 +617,9 @@ async function main(): Promise<void> {
     floor: floor
       ? {
           ...floor,
+          envelopeVerifyBeforeUs: probeBefore?.envelopeVerifyUs ?? null,
+          speedDrift,
+          speedDriftTooLarge: drifted,
           aedesRelayUsPerMessage: aedesUsPerMessage,
           unit: 'one Ed25519 verification of the envelope, CPU on the system-under-test core',
         }
@@ -641,7 +661,7 @@ async function main(): Promise<void> {
   const outFile = join(OUT_DIR, ONLY === null ? 'gateway.json' : `gateway-only-${ONLY}.json`);
   writeFileSync(outFile, `${JSON.stringify(result, null, 2)}\n`);
   process.stdout.write(
-    `${JSON.stringify({ pinned: pinnedAll, clipCost: result.clipCost, floor: result.floor ? effMax?.floor : null, efficiency: result.efficiency, efficiencyAtHalfRate: effHalf?.efficiency ?? null, clipsPerSec: { gateway: gMax?.clipsPerSec, aedes: aedesRelay[0]?.clipsPerSec, mosquitto: m?.clipsPerSec, floorRate }, p99AtHalf: gHalf?.e2eP99Ms, connectsRatio: result.connects.ratioStormConnectsPerSec, connectsCpuRatio: result.connects.ratioCpuPerConnectStorm, stormMs: gwStorm.stormAllBackMs, rssPerToy: gwStorm.rssPerToyBytes }, null, 2)}\n`,
+    `${JSON.stringify({ pinned: pinnedAll, clipCost: result.clipCost, floor: result.floor ? effMax?.floor : null, efficiency: result.efficiency, efficiencyAtHalfRate: effHalf?.efficiency ?? null, speedDrift, clipsPerSec: { gateway: gMax?.clipsPerSec, aedes: aedesRelay[0]?.clipsPerSec, mosquitto: m?.clipsPerSec, floorRate }, p99AtHalf: gHalf?.e2eP99Ms, connectsRatio: result.connects.ratioStormConnectsPerSec, connectsCpuRatio: result.connects.ratioCpuPerConnectStorm, stormMs: gwStorm.stormAllBackMs, rssPerToy: gwStorm.rssPerToyBytes }, null, 2)}\n`,
   );
   log(`wrote ${outFile}`);
 }
