@@ -43,12 +43,15 @@ interface GatewayCliOptions extends WebCliOptions, ClusterCliOptions {
   logLevel: string;
   discardDamagedWal?: boolean;
   protocolVersions: readonly number[];
-  transitHold: number | null;
+  transitHold: number | 'off';
 }
 
-/** `--transit-hold MS|off` [PLK-12.9]: 0–1000 ms, or off (forward only after the commit). */
-function transitHoldOption(value: string): number | null {
-  if (value === 'off') return null;
+/**
+ * `--transit-hold MS|off` [PLK-12.9]: 0–1000 ms, or off (forward only after the commit). `off`
+ * stays a string here: commander stores a parser's `null` as an empty string.
+ */
+function transitHoldOption(value: string): number | 'off' {
+  if (value === 'off') return 'off';
   if (!/^\d+$/.test(value) || Number(value) > MAX_TRANSIT_HOLD_MS)
     throw new InvalidArgumentError(`must be whole milliseconds from 0 to ${MAX_TRANSIT_HOLD_MS}, or off`);
   return Number(value);
@@ -103,7 +106,7 @@ async function runGateway(opts: GatewayCliOptions): Promise<void> {
       undeliveredMaxAgeMs: opts.retentionUndelivered,
       retentionIntervalMs: opts.retentionInterval,
       protocolVersions: opts.protocolVersions,
-      transitHoldMs: opts.transitHold,
+      transitHoldMs: opts.transitHold === 'off' ? null : opts.transitHold,
     },
   });
   // Before the listening line: whoever reads it may stop the gateway at once.

@@ -1,5 +1,5 @@
 // Clips in transit [PLK-12.9]: forwarded before their commit, receipted in transit, never written when every recipient receipted in time; replays never forwarded early; a sender's clips stay in order.
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -254,6 +254,36 @@ describe('clips in transit [PLK-12.9]', () => {
     await h.restart();
     expect((await h.store.pendingFor(f.mum.id, 10)).map((p) => p.envelope)).toEqual([env]);
   });
+
+  it('`plushlink gateway --transit-hold off` and `0` start, and stop on SIGTERM with exit code 0', async () => {
+    const tmp = mkdtempSync(join(tmpdir(), 'plk-transit-'));
+    try {
+      for (const value of ['off', '0']) {
+        const child = spawn(
+          process.execPath,
+          [BIN, 'gateway', '--data', join(tmp, `data-${value}`), '--port', '0', '--transit-hold', value],
+          { stdio: ['ignore', 'pipe', 'pipe'] },
+        );
+        let err = '';
+        child.stderr.on('data', (d: Buffer) => {
+          err += d.toString();
+        });
+        const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+        await new Promise<void>((resolve, reject) => {
+          let out = '';
+          child.stdout.on('data', (d: Buffer) => {
+            out += d.toString();
+            if (/listening on mqtt:/.test(out)) resolve();
+          });
+          void exited.then((code) => reject(new Error(`exited ${code}: ${err}`)));
+        });
+        child.kill('SIGTERM');
+        expect(await exited, err).toBe(0);
+      }
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
+    }
+  }, 60_000);
 
   it('refuses a hold outside 0–1000 ms, in createGateway and on the command line (one line, exit code 2)', async () => {
     for (const bad of [-1, 1001, 2.5, Number.NaN])
