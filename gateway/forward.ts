@@ -221,11 +221,16 @@ export class Forwarder {
         this.remote?.(inboxOf(r), envelope);
         continue;
       }
-      publishTo(target, inboxOf(r), envelope).then(
-        () => this.metrics.clipsForwarded.inc(),
-        () => {},
-      );
+      this.sendClip(target, inboxOf(r), envelope);
     }
+  }
+
+  /** One live clip to one connected inbox, counted once it is handed to the socket. */
+  sendClip(target: Client, topic: string, envelope: Uint8Array): void {
+    publishTo(target, topic, envelope).then(
+      () => this.metrics.clipsForwarded.inc(),
+      () => {},
+    );
   }
 
   /** [PLK-12.4] A receipt: to the clip's sender when it is connected. */

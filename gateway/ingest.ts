@@ -94,7 +94,7 @@ export interface TransitReceipts {
     recipient: EndpointId,
     sender: EndpointId,
     clipId: string,
-    received: boolean,
+    opened: boolean,
   ): Promise<boolean> | undefined;
 }
 

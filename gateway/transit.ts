@@ -2,7 +2,7 @@
 import type { Client } from 'aedes';
 import type { Logger } from 'pino';
 import type { EndpointId } from '../shared/types.ts';
-import { type Forwarder, publishTo } from './forward.ts';
+import type { Forwarder } from './forward.ts';
 import {
   type ClipOutcome,
   commitClip,
@@ -129,10 +129,7 @@ export class InTransit implements TransitReceipts {
     if (early) {
       for (const [r, client] of online) {
         h.sentTo.set(r, client);
-        publishTo(client, this.inboxOf(r), rec.envelope).then(
-          () => this.metrics.clipsForwarded.inc(),
-          () => {},
-        );
+        this.forwarder.sendClip(client, this.inboxOf(r), rec.envelope);
       }
       if (!this.byKey.has(key)) this.byKey.set(key, h);
     }
