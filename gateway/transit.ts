@@ -15,7 +15,7 @@ import type { GatewayMetrics } from './metrics.ts';
 
 /** Default time a clip forwarded before its commit waits there for its receipts, ms [PLK-12.9]. */
 export const DEFAULT_TRANSIT_HOLD_MS = 10;
-/** The longest hold allowed: a PUBACK waits at most this much longer than its commit needs. */
+/** The longest hold allowed (a PUBACK then waits up to this, plus up to 20 ms for a shared commit). */
 export const MAX_TRANSIT_HOLD_MS = 1000;
 /**
  * Clips submitted and not yet committed, at most, for a clip to be forwarded early and held. Past
@@ -228,8 +228,9 @@ export class InTransit implements TransitReceipts {
       if (h.due > now && h.receipted.length < h.prepared.recipients.length) break;
       chain.shift();
       h.held = false;
-      // Recipients that have it already: its PUBACK can wait for the next commit (lazy).
-      const opts = { receipted: h.receipted, lazy: h.sentTo.size > 0 };
+      // Recipients that have it already: its PUBACK can wait for the next commit (lazy, up to
+      // 20 ms more) — unless the hold is 0, which asks for the PUBACK as soon as the commit allows.
+      const opts = { receipted: h.receipted, lazy: this.holdMs > 0 && h.sentTo.size > 0 };
       commitClip(this.ingest, h.prepared, opts).then(h.settle, (err: unknown) =>
         h.settle({ kind: 'refused', reason: 'store-error', detail: String(err) }),
       );

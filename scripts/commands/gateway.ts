@@ -292,8 +292,8 @@ export function registerGatewayCommands(program: Command): void {
       DEFAULT_PROTOCOL_VERSIONS,
     )
     .option(
-      '--transit-hold <ms>',
-      'forward a clip to connected recipients before its commit and hold the commit this long for their receipts: a clip receipted in time is never written to disk (0-1000, or off: forward after the commit; only the embedded store does this) [PLK-12.9]',
+      '--transit-hold <ms|off>',
+      'forward a clip to connected recipients before its commit and hold the commit up to this long for their receipts: a clip receipted in time is never written to disk; its PUBACK waits that long plus up to 20 ms for a shared commit (0-1000; 0: forward first, commit at once; off: forward after the commit; only the embedded store does this, a --postgres node always forwards after the commit) [PLK-12.9]',
       transitHoldOption,
       DEFAULT_TRANSIT_HOLD_MS,
     )

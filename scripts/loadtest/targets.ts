@@ -16,6 +16,7 @@ import {
 import type { Gateway } from '../../gateway/gateway.ts';
 import type { SqliteStore } from '../../gateway/store/sqlite.ts';
 import type { WorkerSqliteStore } from '../../gateway/store/sqlite-worker.ts';
+import { MAX_TRANSIT_HOLD_MS } from '../../gateway/transit.ts';
 import { forkModule } from '../../platform/entry.ts';
 import { nodeFlags } from '../../platform/node-flags.ts';
 import { parseIdentityJson } from '../../shared/identity.ts';
@@ -94,8 +95,10 @@ function transitHoldFromEnv(): { transitHoldMs?: number | null } {
   const v = process.env.PLK_LOADTEST_TRANSIT_HOLD_MS;
   if (v === undefined || v === '') return {};
   if (v === 'off') return { transitHoldMs: null };
-  if (!/^\d+$/.test(v))
-    throw new RangeError(`PLK_LOADTEST_TRANSIT_HOLD_MS must be off or whole ms, got ${v}`);
+  if (!/^\d+$/.test(v) || Number(v) > MAX_TRANSIT_HOLD_MS)
+    throw new RangeError(
+      `PLK_LOADTEST_TRANSIT_HOLD_MS must be off or whole ms from 0 to ${MAX_TRANSIT_HOLD_MS}, got ${v}`,
+    );
   return { transitHoldMs: Number(v) };
 }
 

@@ -305,7 +305,7 @@ describe('clips in transit [PLK-12.9]', () => {
         });
         expect(run.code, run.stderr).toBe(2);
         expect(run.stderr.split('\n')[0]).toBe(
-          `plushlink: option '--transit-hold <ms>' argument '${bad}' is invalid. must be whole milliseconds from 0 to 1000, or off`,
+          `plushlink: option '--transit-hold <ms|off>' argument '${bad}' is invalid. must be whole milliseconds from 0 to 1000, or off`,
         );
       }
     } finally {
