@@ -139,6 +139,12 @@ export interface GatewayOptions {
 export interface Gateway {
   readonly id: EndpointId;
   readonly metrics: GatewayMetrics;
+  /**
+   * How long a clip in transit waits for its recipients' receipts before its commit [PLK-12.9], in
+   * ms; null when clips are forwarded only after their commit (the hold is off, or the store offers
+   * no verdict, like the PostgreSQL cluster store).
+   */
+  readonly transitHoldMs: number | null;
   /** Starts the broker and the listener; resolves with the bound address. */
   listen(): Promise<AddressInfo>;
   /** The bound address (after listen()). */
@@ -284,6 +290,7 @@ export function createGateway(opts: GatewayOptions): Gateway {
   return {
     id: identity.id,
     metrics,
+    transitHoldMs: transit ? holdMs : null,
     async listen() {
       if (broker) throw new Error('gateway already listening');
       // Hooks are always functions: an option passed as undefined would replace Aedes' default.

@@ -57,6 +57,11 @@ export interface TargetInfo {
   readonly urls?: readonly string[];
   readonly gatewayId: string | null;
   readonly gatewaySignPublicKey: Uint8Array | null;
+  /**
+   * The gateway's hold for clips in transit in ms [PLK-12.9], null when off; absent when not known
+   * (a gateway started elsewhere) or not applicable (a plain broker).
+   */
+  readonly transitHoldMs?: number | null;
 }
 
 /** An endpoint's two 32-byte secrets (identities are rebuilt from them where they are used). */

@@ -7,6 +7,7 @@ import { performance } from 'node:perf_hooks';
 import { nodeFlags } from '../../platform/node-flags.ts';
 import { summarize } from '../../sim/stats.ts';
 import { loadtestOptions } from '../loadtest/options.ts';
+import { transitHoldText } from '../loadtest/report-text.ts';
 import { audioPool, buildFleet, registrations, workerInits } from '../loadtest/runner.ts';
 import { Session } from '../loadtest/session.ts';
 import {
@@ -387,12 +388,20 @@ async function pinned(start: () => Promise<Target>): Promise<Target> {
   const t = await start();
   const ok = pin(t.pid, SUT_CORE);
   pinnedAll &&= ok;
+  if (t.info.mode === 'gateway' && t.info.transitHoldMs !== undefined) {
+    transitHoldMs = t.info.transitHoldMs;
+    log(`gateway: ${transitHoldText({ kind: t.info.kind, url: t.info.url, transitHoldMs })}`);
+  }
   return t;
 }
 
 const SUT_CORE = 0;
 const GENERATOR_CORE = 1;
 let pinnedAll = true;
+/** The gateway's hold for clips in transit [PLK-12.9] (PLK_LOADTEST_TRANSIT_HOLD_MS), null when off; recorded in setup. */
+let transitHoldMs: number | null | undefined;
+const transitSetup = (): { transitHoldMs?: number | null } =>
+  transitHoldMs === undefined ? {} : { transitHoldMs };
 const groupSizes: Record<string, number | null> = {};
 
 /** The floor figures, measured in a child pinned to the gateway's core. */
@@ -524,7 +533,13 @@ async function main(): Promise<void> {
       only: ONLY,
       startedAt: started,
       finishedAt: new Date().toISOString(),
-      setup: { quick: QUICK, pinned: pinnedAll, offeredPerSec: OFFERED, nodeFlags: nodeFlags() },
+      setup: {
+        quick: QUICK,
+        pinned: pinnedAll,
+        offeredPerSec: OFFERED,
+        nodeFlags: nodeFlags(),
+        ...transitSetup(),
+      },
       gateway: gw,
       mosquitto: mosq[0] ?? null,
       aedes: aedesRelay[0] ?? null,
@@ -582,6 +597,7 @@ async function main(): Promise<void> {
       pinned: pinnedAll,
       /** The Node flags of the forked gateway and bare Aedes (platform/node-flags.ts, PLK_NODE_FLAGS). */
       nodeFlags: nodeFlags(),
+      ...transitSetup(),
       pinning: pinnedAll
         ? `every system under test (PlushLink gateway, bare Aedes, Mosquitto) on core ${SUT_CORE}, the generator (this process and its worker threads) on core ${GENERATOR_CORE} (taskset)`
         : 'taskset unavailable or refused: NOT pinned, the generator and the system under test share the cores',

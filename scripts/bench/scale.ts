@@ -285,6 +285,8 @@ async function clusterConfig(
       ...(list.length > 1 ? { urls: list.map((n) => n.url) } : {}),
       gatewayId: gw.id,
       gatewaySignPublicKey: publicPart(gw).signPublicKey,
+      // The PostgreSQL store offers no verdict: clips are forwarded after their commit [PLK-12.9].
+      transitHoldMs: null,
     },
     resourceSource: 'proc',
     sample: () => {

@@ -180,6 +180,8 @@ async function runGateway(opts: GatewayCliOptions): Promise<void> {
     // The one line on stdout (scripts and tests read the port from it); logs go to stderr as JSON.
     process.stdout.write(
       `plushlink gateway listening on ${tls ? 'mqtts' : 'mqtt'}://${host}:${addr.port} port=${addr.port} gateway=${eg.identity.id}` +
+        // The hold for clips in transit it runs with [PLK-12.9] (what figures measured on it depend on).
+        ` transit-hold=${eg.gateway.transitHoldMs === null ? 'off' : `${eg.gateway.transitHoldMs}ms`}` +
         ` identity=${join(eg.keyDir, 'identity.json')}${eg.created ? ' (new)' : ''}${extra}\n`,
     );
   } catch (err) {

@@ -28,10 +28,19 @@ function latencyRows(r: RunSummary): string[][] {
   return rows;
 }
 
+/** The gateway's hold for clips in transit [PLK-12.9], for the report's first line; '' for a plain broker. */
+export function transitHoldText(t: RunSummary['target']): string {
+  if (t.transitHoldMs === undefined) return '';
+  if (t.transitHoldMs === 'unknown') return 'clips in transit: hold as set on that gateway (not known here)';
+  if (t.transitHoldMs === null) return 'clips in transit: off (forwarded after their commit)';
+  return `clips in transit: hold ${t.transitHoldMs} ms`;
+}
+
 export function runText(r: RunSummary): string {
   const t = r.totals;
+  const hold = transitHoldText(r.target);
   const lines = [
-    `target ${r.target.kind} (${r.target.url}), traffic ${(r.phaseMs / 1000).toFixed(1)} s`,
+    `target ${r.target.kind} (${r.target.url}), traffic ${(r.phaseMs / 1000).toFixed(1)} s${hold ? `, ${hold}` : ''}`,
     table([
       ['clips', 'sent', 'acked', 'delivered', 'errors', 'lost', 'held', 'clips/s', 'MB/s'],
       [

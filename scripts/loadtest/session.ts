@@ -599,6 +599,12 @@ export class Session {
       target: {
         kind: this.target.info.kind,
         url: (this.target.info.urls ?? [this.target.info.url]).join(','),
+        ...(this.target.info.mode === 'plain'
+          ? {}
+          : {
+              transitHoldMs:
+                this.target.info.transitHoldMs === undefined ? 'unknown' : this.target.info.transitHoldMs,
+            }),
       },
       phaseMs: Math.round(this.runMs),
       totals: { ...c, errors: clipErrors, lost: this.lost, held: this.held },

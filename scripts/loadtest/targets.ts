@@ -125,6 +125,7 @@ export async function startEmbeddedGateway(): Promise<EmbeddedGateway> {
       url: `mqtt://127.0.0.1:${addr.port}`,
       gatewayId: identity.id,
       gatewaySignPublicKey: identity.signPublicKey,
+      transitHoldMs: gateway.transitHoldMs,
     },
     gateway,
     store,

@@ -221,7 +221,11 @@ export interface AttackResult {
 }
 
 export interface RunSummary {
-  target: { kind: TargetInfo['kind']; url: string };
+  /**
+   * `transitHoldMs`: the gateway's hold for clips in transit [PLK-12.9] in ms, null when off,
+   * `unknown` for a gateway started elsewhere; absent for a plain broker.
+   */
+  target: { kind: TargetInfo['kind']; url: string; transitHoldMs?: number | null | 'unknown' };
   phaseMs: number;
   /** `held`: acknowledged clips for a parent that was offline at the end (the gateway keeps them for its next connection). */
   totals: Counters & { errors: number; lost: number; held: number };

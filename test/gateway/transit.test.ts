@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { EndpointConnection } from '../../device/transport/mqtt-connect.ts';
+import { DEFAULT_TRANSIT_HOLD_MS } from '../../gateway/transit.ts';
 import { decodeClip, sealClip } from '../../shared/envelope.ts';
 import type { PrivateIdentity } from '../../shared/identity.ts';
 import { seededRandom } from '../../shared/random.ts';
@@ -155,8 +156,16 @@ describe('clips in transit [PLK-12.9]', () => {
     expect(box.clips[0]).toEqual(env);
   });
 
+  it('says which hold it runs with: the option, the default, or none when off', async () => {
+    expect((await start(25)).gw.transitHoldMs).toBe(25);
+    await h?.close();
+    h = await startHarness({});
+    expect(h.gw.transitHoldMs).toBe(DEFAULT_TRANSIT_HOLD_MS);
+  });
+
   it('forwards only after the commit when the hold is off (null)', async () => {
     const h = await start(null);
+    expect(h.gw.transitHoldMs).toBeNull();
     const f = await h.family();
     const c = await connectAll(h, f);
     const env = makeClip(f.toy, [f.mum]);
@@ -255,13 +264,25 @@ describe('clips in transit [PLK-12.9]', () => {
     expect((await h.store.pendingFor(f.mum.id, 10)).map((p) => p.envelope)).toEqual([env]);
   });
 
-  it('`plushlink gateway --transit-hold off` and `0` start, and stop on SIGTERM with exit code 0', async () => {
+  it('`plushlink gateway --transit-hold off` and `0` start, say the hold on the listening line, and stop on SIGTERM with exit code 0', async () => {
     const tmp = mkdtempSync(join(tmpdir(), 'plk-transit-'));
     try {
-      for (const value of ['off', '0']) {
+      for (const [value, said] of [
+        ['off', 'transit-hold=off'],
+        ['0', 'transit-hold=0ms'],
+        [null, `transit-hold=${DEFAULT_TRANSIT_HOLD_MS}ms`],
+      ] as const) {
         const child = spawn(
           process.execPath,
-          [BIN, 'gateway', '--data', join(tmp, `data-${value}`), '--port', '0', '--transit-hold', value],
+          [
+            BIN,
+            'gateway',
+            '--data',
+            join(tmp, `data-${value}`),
+            '--port',
+            '0',
+            ...(value === null ? [] : ['--transit-hold', value]),
+          ],
           { stdio: ['ignore', 'pipe', 'pipe'] },
         );
         let err = '';
@@ -269,15 +290,16 @@ describe('clips in transit [PLK-12.9]', () => {
           err += d.toString();
         });
         const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-        await new Promise<void>((resolve, reject) => {
+        const line = await new Promise<string>((resolve, reject) => {
           let out = '';
           child.stdout.on('data', (d: Buffer) => {
             out += d.toString();
-            if (/listening on mqtt:/.test(out)) resolve();
+            if (/listening on mqtt:.*\n/.test(out)) resolve(out);
           });
           void exited.then((code) => reject(new Error(`exited ${code}: ${err}`)));
         });
         child.kill('SIGTERM');
+        expect(line.trimEnd().split(' ')).toContain(said);
         expect(await exited, err).toBe(0);
       }
     } finally {

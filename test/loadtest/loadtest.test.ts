@@ -5,10 +5,13 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { DEFAULT_TRANSIT_HOLD_MS } from '../../gateway/transit.ts';
 import { toLoadtestOptions } from '../../scripts/commands/loadtest.ts';
 import { loadtestOptions } from '../../scripts/loadtest/options.ts';
+import { runText, transitHoldText } from '../../scripts/loadtest/report-text.ts';
 import { runLoadtest } from '../../scripts/loadtest/runner.ts';
 import { isClipError } from '../../scripts/loadtest/session.ts';
+import { startEmbeddedGateway } from '../../scripts/loadtest/targets.ts';
 import type { LoadtestOptions, LoadtestReport, RunSummary } from '../../scripts/loadtest/types.ts';
 import type { LatencySummary } from '../../sim/stats.ts';
 import { expectUsageError as usageError } from '../helpers/errors.ts';
@@ -69,6 +72,38 @@ describe('plushlink loadtest (embedded gateway)', () => {
     expect(rep.run.gateway.source).toBe('process');
     expect(rep.run.generator.workers).toHaveLength(2);
     expect(rep.fleet.parents).toBe(6);
+    // the hold for clips in transit the figures were measured with [PLK-12.9]
+    expect(rep.run.target.transitHoldMs).toBe(DEFAULT_TRANSIT_HOLD_MS);
+    expect(runText(rep.run).split('\n')[0]).toMatch(/clips in transit: hold 10 ms$/);
+  });
+
+  it('PLK_LOADTEST_TRANSIT_HOLD_MS sets the hold of the gateway it starts, and the report says which', async () => {
+    const saved = process.env.PLK_LOADTEST_TRANSIT_HOLD_MS;
+    try {
+      for (const [v, want] of [
+        ['off', null],
+        ['0', 0],
+        ['40', 40],
+      ] as const) {
+        process.env.PLK_LOADTEST_TRANSIT_HOLD_MS = v;
+        const t = await startEmbeddedGateway();
+        try {
+          expect(t.info.transitHoldMs).toBe(want);
+        } finally {
+          await t.close();
+        }
+      }
+    } finally {
+      if (saved === undefined) delete process.env.PLK_LOADTEST_TRANSIT_HOLD_MS;
+      else process.env.PLK_LOADTEST_TRANSIT_HOLD_MS = saved;
+    }
+    expect(transitHoldText({ kind: 'aedes', url: 'mqtt://127.0.0.1:1' })).toBe('');
+    expect(transitHoldText({ kind: 'external', url: 'mqtt://127.0.0.1:1', transitHoldMs: 'unknown' })).toBe(
+      'clips in transit: hold as set on that gateway (not known here)',
+    );
+    expect(transitHoldText({ kind: 'forked', url: 'mqtt://127.0.0.1:1', transitHoldMs: null })).toBe(
+      'clips in transit: off (forwarded after their commit)',
+    );
   });
 
   it('attack: every attack is refused and counted, legitimate clips still all delivered', {
