@@ -1,6 +1,6 @@
 // Child-process host for a load-test target (`--gateway forked`, bare Aedes in bench): own event loop, CPU, memory, file descriptors.
 import { join } from 'node:path';
-import { writeHeapSnapshot } from 'node:v8';
+import { getHeapSpaceStatistics, writeHeapSnapshot } from 'node:v8';
 import type { FamilyRegistration } from '../../gateway/admin.ts';
 import { startEmbeddedGateway, startPlainAedes } from './targets.ts';
 
@@ -34,7 +34,7 @@ process.on('message', (m: Request) => {
     // PLK_HEAP_SNAPSHOT_DIR: also a heap snapshot per sample, to diff what each connection keeps (docs/LOADTEST.md).
     const snapDir = process.env.PLK_HEAP_SNAPSHOT_DIR;
     if (snapDir) writeHeapSnapshot(join(snapDir, `${Date.now()}.heapsnapshot`));
-    send({ type: 'memory', memory: process.memoryUsage() });
+    send({ type: 'memory', memory: process.memoryUsage(), spaces: getHeapSpaceStatistics() });
   } else if (m.type === 'close') {
     gw.close().then(() => {
       send({ type: 'closed' });

@@ -4,6 +4,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { type AddressInfo, createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { HeapSpaceInfo } from 'node:v8';
 import { Aedes } from 'aedes';
 import type { Registry } from 'prom-client';
 import { type FamilyRegistration, openAdmin, registerFamilies } from '../../gateway/admin.ts';
@@ -149,10 +150,13 @@ export async function startEmbeddedGateway(): Promise<EmbeddedGateway> {
   };
 }
 
+/** `process.memoryUsage()` of a forked target and its V8 heap spaces (bench:idle's breakdown). */
+export type MemorySample = NodeJS.MemoryUsage & { readonly spaces: readonly HeapSpaceInfo[] };
+
 export interface ForkedGateway extends Target {
   provision(families: readonly FamilyRegistration[]): Promise<void>;
-  /** The child's memory, after a full garbage collection. */
-  memory(): Promise<NodeJS.MemoryUsage>;
+  /** The child's memory, after a full garbage collection, with V8's heap spaces (committed and used). */
+  memory(): Promise<MemorySample>;
   readonly pid: number;
 }
 
@@ -214,7 +218,8 @@ export async function startForkedGateway(
     },
     async memory() {
       child.send({ type: 'memory' });
-      return (await waitFor<{ memory: NodeJS.MemoryUsage }>('memory', 30_000)).memory;
+      const m = await waitFor<{ memory: NodeJS.MemoryUsage; spaces: HeapSpaceInfo[] }>('memory', 30_000);
+      return { ...m.memory, spaces: m.spaces };
     },
     async close() {
       if (child.exitCode !== null) return;
