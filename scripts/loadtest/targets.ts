@@ -166,12 +166,13 @@ export interface ForkedGateway extends Target {
  */
 export async function startForkedGateway(
   what: 'gateway' | 'aedes' = 'gateway',
-  opts: { cpuProfDir?: string } = {},
+  /** `oneCore`: the caller will pin the child to one core (the benchmarks), see ONE_CORE_FLAGS. */
+  opts: { cpuProfDir?: string; oneCore?: boolean } = {},
 ): Promise<ForkedGateway> {
   const prof = opts.cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', opts.cpuProfDir] : [];
   // --expose-gc: memory() reports the live heap after a full collection (bench:idle). The gateway
   // and bare Aedes alike start with the flags the plushlink command has (platform/node-flags.ts).
-  prof.push('--expose-gc', ...nodeFlags());
+  prof.push('--expose-gc', ...nodeFlags(process.env, { oneCore: opts.oneCore === true }));
   const child = forkModule(import.meta.url, 'gateway-child', [what], {
     execArgv: prof,
     serialization: 'advanced',

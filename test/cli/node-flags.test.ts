@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { NODE_FLAGS, nodeFlags } from '../../platform/node-flags.ts';
+import { NODE_FLAGS, nodeFlags, ONE_CORE_FLAGS } from '../../platform/node-flags.ts';
 import { startForkedGateway } from '../../scripts/loadtest/targets.ts';
 
 const BIN = fileURLToPath(new URL('../../bin/plushlink.js', import.meta.url));
@@ -26,6 +26,8 @@ describe('node flags', () => {
 
   it('PLK_NODE_FLAGS replaces them for a comparison run (empty: none)', () => {
     expect(nodeFlags({})).toEqual([...NODE_FLAGS]);
+    expect(nodeFlags({}, { oneCore: true })).toEqual([...NODE_FLAGS, '--single-threaded-gc']);
+    expect(nodeFlags({ PLK_NODE_FLAGS: '' }, { oneCore: true })).toEqual([]);
     expect(nodeFlags({ PLK_NODE_FLAGS: '' })).toEqual([]);
     expect(nodeFlags({ PLK_NODE_FLAGS: ' --max-semi-space-size=32  --stack-size=900 ' })).toEqual([
       '--max-semi-space-size=32',
@@ -65,6 +67,18 @@ describe('node flags', () => {
     try {
       const argv = cmdline(f.pid);
       for (const flag of NODE_FLAGS) expect(argv).toContain(flag);
+      expect(argv).not.toContain('--single-threaded-gc');
+    } finally {
+      await f.close();
+    }
+  }, 60_000);
+
+  it('one to be pinned to a core of its own (the benchmarks) also collects garbage on its own thread', async () => {
+    const f = await startForkedGateway('aedes', { oneCore: true });
+    try {
+      const argv = cmdline(f.pid);
+      for (const flag of [...NODE_FLAGS, ...ONE_CORE_FLAGS]) expect(argv).toContain(flag);
+      expect(ONE_CORE_FLAGS).toEqual(['--single-threaded-gc']);
     } finally {
       await f.close();
     }
