@@ -4,6 +4,7 @@ import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync }
 import { cpus, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { nodeFlags } from '../../platform/node-flags.ts';
 import { summarize } from '../../sim/stats.ts';
 import { loadtestOptions } from '../loadtest/options.ts';
@@ -21,15 +22,42 @@ import {
 import type { LoadtestOptions } from '../loadtest/types.ts';
 import type { FloorFigures } from './floor.ts';
 
-const argv = new Set(process.argv.slice(2));
-const QUICK = argv.has('--quick');
-/** `--only throughput` / `--only gateway` / `--only storm`: run a subset (for A/B work on one part). */
-const argValue = (name: string): string | null => {
-  const a = process.argv.slice(2);
-  const i = a.indexOf(name);
-  return i >= 0 ? (a[i + 1] ?? null) : null;
+const positive = (v: string): number => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('must be a positive integer');
+  return n;
 };
-const ONLY = argValue('--only');
+const program = new Command('bench:gateway')
+  .description(
+    'the PlushLink gateway, bare Aedes and Mosquitto side by side, each pinned to core 0 with the generator on core 1: saturated clips/s, CPU per clip, e2e at half rate, the floor and efficiency, storms, memory per toy (docs/LOADTEST.md)',
+  )
+  .addOption(
+    new Option(
+      '--only <part>',
+      'run a subset, for A/B work on one part (writes gateway-only-<part>.json)',
+    ).choices(['gateway', 'plain', 'throughput', 'storm']),
+  )
+  .option(
+    '--rate <n>',
+    'clips/s offered in the throughput phase (default 4000, more than any contender takes; --quick 1000)',
+    positive,
+  )
+  .option('--quick', '100 toys for throughput, 1,000 for the storm, shorter phases')
+  .option(
+    '--cpu-prof',
+    "run the gateway under node --cpu-prof and put its 15 largest self-time functions in the JSON; its figures then include the profiler's cost (its sampling thread took 4-5 % of the pinned core here)",
+  )
+  .parse();
+const o = program.opts<{
+  only?: 'gateway' | 'plain' | 'throughput' | 'storm';
+  rate?: number;
+  quick?: boolean;
+  cpuProf?: boolean;
+}>();
+const QUICK = o.quick === true;
+/** `--only throughput` / `--only gateway` / `--only storm`: run a subset (for A/B work on one part). */
+const ONLY = o.only ?? null;
+const CPU_PROF = o.cpuProf === true;
 const want = (part: 'gateway' | 'plain' | 'storm'): boolean =>
   ONLY === null || ONLY === part || (ONLY === 'throughput' && part !== 'storm');
 const STORM_TOYS = QUICK ? 1000 : 10_000;
@@ -40,7 +68,7 @@ const ENVELOPE_BYTES = 18_700;
 const MAX_SPEED_DRIFT = 0.1;
 
 /** `--rate N`: offer N clips/s in the throughput phase instead of more than either side can take. */
-const OFFERED = Number(argValue('--rate') ?? (QUICK ? 1000 : 4000));
+const OFFERED = o.rate ?? (QUICK ? 1000 : 4000);
 const PHASE_MS = QUICK ? 4000 : 8000;
 const SETTLE_MS = QUICK ? 2000 : 4000;
 const OUT_DIR = join(process.cwd(), 'bench-results');
@@ -398,6 +426,8 @@ async function pinned(start: () => Promise<Target>): Promise<Target> {
 const SUT_CORE = 0;
 const GENERATOR_CORE = 1;
 let pinnedAll = true;
+/** taskset works: each system under test will run on one core, so it starts with ONE_CORE_FLAGS. */
+let oneCore = false;
 /** The gateway's hold for clips in transit [PLK-12.9] (PLK_LOADTEST_TRANSIT_HOLD_MS), null when off; recorded in setup. */
 let transitHoldMs: number | null | undefined;
 const transitSetup = (): { transitHoldMs?: number | null } =>
@@ -437,12 +467,15 @@ async function main(): Promise<void> {
   const load0 = loadavg()[0] ?? 0;
   const generatorPinned = pin(process.pid, GENERATOR_CORE);
   pinnedAll &&= generatorPinned;
+  oneCore = generatorPinned;
   log(
     `gateway throughput (offered ${OFFERED}/s, ${THROUGHPUT_TOYS} toys, 8 s clips, --seal resign); ${generatorPinned ? `systems under test on core ${SUT_CORE}, generator on core ${GENERATOR_CORE}` : 'taskset unavailable: NOT pinned'}`,
   );
+  // The profiler is opt-in (--cpu-prof): its sampling thread alone took 4-5 % of the pinned core
+  // (/proc/<pid>/task, at 400-1,000 clips/s), CPU that bare Aedes and Mosquitto never pay.
   const profDir = join(OUT_DIR, 'gateway-cpuprofile');
   rmSync(profDir, { recursive: true, force: true });
-  mkdirSync(profDir, { recursive: true });
+  if (CPU_PROF) mkdirSync(profDir, { recursive: true });
   const both = [{ rate: OFFERED }, { rate: 'half' as const }];
   // The VM's own speed drifts by tens of percent within minutes here: one verification measured
   // before the gateway's phases, and again with the floor after all throughput runs, says whether
@@ -450,11 +483,14 @@ async function main(): Promise<void> {
   const probeBefore = want('gateway') ? floorFigures(ENVELOPE_BYTES, 1) : null;
   const gw = want('gateway')
     ? await withTarget(
-        () => pinned(() => startForkedGateway('gateway', { cpuProfDir: profDir })),
+        () =>
+          pinned(() =>
+            startForkedGateway('gateway', { ...(CPU_PROF ? { cpuProfDir: profDir } : {}), oneCore }),
+          ),
         (t) => throughputOn(t, OFFERED, both),
       )
     : [];
-  const profFile = readdirSync(profDir)
+  const profFile = (CPU_PROF ? readdirSync(profDir) : [])
     .filter((f) => f.endsWith('.cpuprofile'))
     .map((f) => join(profDir, f))
     .sort((a, b) => statSync(b).size - statSync(a).size)[0];
@@ -470,7 +506,7 @@ async function main(): Promise<void> {
   const aedesPhases = gw[1] ? [...both, { rate: gw[1].offeredPerSec }] : both;
   const aedesRelay = want('plain')
     ? await withTarget(
-        () => pinned(() => startForkedGateway('aedes')),
+        () => pinned(() => startForkedGateway('aedes', { oneCore })),
         (t) => throughputOn(t, OFFERED, aedesPhases),
       )
     : [];
@@ -537,7 +573,8 @@ async function main(): Promise<void> {
         quick: QUICK,
         pinned: pinnedAll,
         offeredPerSec: OFFERED,
-        nodeFlags: nodeFlags(),
+        nodeFlags: nodeFlags(process.env, { oneCore }),
+        cpuProfiler: CPU_PROF,
         ...transitSetup(),
       },
       gateway: gw,
@@ -558,9 +595,12 @@ async function main(): Promise<void> {
     return;
   }
   log(`reconnect storm with ${STORM_TOYS} toys`);
-  const stormProf = ONLY === 'storm' ? { cpuProfDir: join(OUT_DIR, 'gateway-storm-cpuprofile') } : {};
-  const gwStorm = await withTarget(() => pinned(() => startForkedGateway('gateway', stormProf)), stormOn);
-  const aedesStorm = await withTarget(() => pinned(() => startForkedGateway('aedes')), stormOn);
+  const stormProf = CPU_PROF ? { cpuProfDir: join(OUT_DIR, 'gateway-storm-cpuprofile') } : {};
+  const gwStorm = await withTarget(
+    () => pinned(() => startForkedGateway('gateway', { ...stormProf, oneCore })),
+    stormOn,
+  );
+  const aedesStorm = await withTarget(() => pinned(() => startForkedGateway('aedes', { oneCore })), stormOn);
   const mosqStorm = mosqBin ? await withTarget(() => pinned(() => startMosquitto(mosqBin)), stormOn) : null;
 
   const gMax = gw[0];
@@ -596,7 +636,9 @@ async function main(): Promise<void> {
       quick: QUICK,
       pinned: pinnedAll,
       /** The Node flags of the forked gateway and bare Aedes (platform/node-flags.ts, PLK_NODE_FLAGS). */
-      nodeFlags: nodeFlags(),
+      nodeFlags: nodeFlags(process.env, { oneCore }),
+      /** --cpu-prof: the gateway ran under the V8 profiler, whose cost is in its figures. */
+      cpuProfiler: CPU_PROF,
       ...transitSetup(),
       pinning: pinnedAll
         ? `every system under test (PlushLink gateway, bare Aedes, Mosquitto) on core ${SUT_CORE}, the generator (this process and its worker threads) on core ${GENERATOR_CORE} (taskset)`

@@ -372,10 +372,11 @@ async function main(): Promise<void> {
     }
   }
   for (const target of targets as ('gateway' | 'aedes')[]) {
-    const gw = await startForkedGateway(
-      target,
-      target === 'gateway' && o.cpuProf ? { cpuProfDir: o.cpuProf } : {},
-    );
+    const gw = await startForkedGateway(target, {
+      ...(target === 'gateway' && o.cpuProf ? { cpuProfDir: o.cpuProf } : {}),
+      // pinned to core 0 below, like bench:gateway's systems under test (ONE_CORE_FLAGS)
+      oneCore: generatorPinned,
+    });
     try {
       const limited = raiseFileLimit(gw.pid, TOYS + FD_SLACK);
       const pinnedSut = pin(gw.pid, 0);
@@ -401,7 +402,7 @@ async function main(): Promise<void> {
     toysAsked: ASKED,
     setup: {
       /** The Node flags of the forked gateway and bare Aedes (platform/node-flags.ts, PLK_NODE_FLAGS). */
-      nodeFlags: nodeFlags(),
+      nodeFlags: nodeFlags(process.env, { oneCore: generatorPinned }),
       fileDescriptors: fdNote,
       pinned: generatorPinned,
       sources: `127.0.k.1, ${o.perSource} connections each`,
