@@ -4,9 +4,10 @@ import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync }
 import { cpus, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
 import { nodeFlags } from '../../platform/node-flags.ts';
 import { summarize } from '../../sim/stats.ts';
+import { intOption } from '../cli-util.ts';
 import { loadtestOptions } from '../loadtest/options.ts';
 import { transitHoldText } from '../loadtest/report-text.ts';
 import { audioPool, buildFleet, registrations, workerInits } from '../loadtest/runner.ts';
@@ -22,11 +23,6 @@ import {
 import type { LoadtestOptions } from '../loadtest/types.ts';
 import type { FloorFigures } from './floor.ts';
 
-const positive = (v: string): number => {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('must be a positive integer');
-  return n;
-};
 const program = new Command('bench:gateway')
   .description(
     'the PlushLink gateway, bare Aedes and Mosquitto side by side, each pinned to core 0 with the generator on core 1: saturated clips/s, CPU per clip, e2e at half rate, the floor and efficiency, storms, memory per toy (docs/LOADTEST.md)',
@@ -40,7 +36,7 @@ const program = new Command('bench:gateway')
   .option(
     '--rate <n>',
     'clips/s offered in the throughput phase (default 4000, more than any contender takes; --quick 1000)',
-    positive,
+    intOption('--rate', 1, 100_000),
   )
   .option('--quick', '100 toys for throughput, 1,000 for the storm, shorter phases')
   .option(
