@@ -52,6 +52,7 @@ const TIMELINE_COLUMNS: readonly ScalarColumn[] = [
   'otherProcessesCpuPercent',
   'gatewayLagP99Ms',
   'offeredPerSec',
+  'hostStealPercent',
 ];
 
 /** "kind=n;kind=n" (the interval's errors by kind), empty when none. */

@@ -72,7 +72,7 @@ export function runText(r: RunSummary): string {
           `w${w.index} CPU ${w.cpuPercent ?? '-'} % ELU ${(w.eluMean * 100).toFixed(0)} % lag p99 ${w.lagP99MaxMs} ms`,
       )
       .join('; ')}`,
-    `host CPU ${r.generator.hostCpuPercentMean ?? '-'} % busy, other processes ${r.generator.otherProcessesCpuPercentMean ?? '-'} %`,
+    `host CPU ${r.generator.hostCpuPercentMean ?? '-'} % busy, other processes ${r.generator.otherProcessesCpuPercentMean ?? '-'} %, steal ${r.generator.hostStealPercentMean ?? '-'} %`,
     `bottleneck: ${r.generator.verdict}`,
   );
   return lines.join('\n');

@@ -27,17 +27,48 @@ import type {
   WorkerToMain,
 } from './types.ts';
 
-/** Busy and total jiffies of the whole host from /proc/stat (Linux), or null. */
-function hostCpu(): { busy: number; total: number } | null {
+/**
+ * The aggregate `cpu` line of /proc/stat in jiffies: `busy` is what this machine's processes and
+ * kernel ran, `steal` what the hypervisor gave to other guests while this one wanted a core (on a
+ * shared VM it can be tens of percent, and is no neighbour of ours). Guest time is already inside
+ * user time, so only the first eight columns count. Null for any other line.
+ */
+export function parseProcStat(line: string): { busy: number; steal: number; total: number } | null {
+  const f = line.trim().split(/\s+/);
+  if (f[0] !== 'cpu') return null;
+  const v = f.slice(1, 9).map((x) => Number(x) || 0);
+  const total = v.reduce((a, b) => a + b, 0);
+  const idle = (v[3] ?? 0) + (v[4] ?? 0);
+  const steal = v[7] ?? 0;
+  return { busy: total - idle - steal, steal, total };
+}
+
+/** Busy, steal and total jiffies of the whole host from /proc/stat (Linux), or null. */
+function hostCpu(): { busy: number; steal: number; total: number } | null {
   try {
-    const line = readFileSync('/proc/stat', 'latin1').split('\n')[0] ?? '';
-    const v = line.trim().split(/\s+/).slice(1).map(Number);
-    const idle = (v[3] ?? 0) + (v[4] ?? 0);
-    const total = v.reduce((a, b) => a + b, 0);
-    return { busy: total - idle, total };
+    return parseProcStat(readFileSync('/proc/stat', 'latin1').split('\n')[0] ?? '');
   } catch {
     return null;
   }
+}
+
+/**
+ * Why the machine, not the generator or the target, may have set the pace: neighbours above 20 %
+ * of the machine, or the hypervisor's steal above 10 %; null when neither.
+ */
+export function contentionText(a: {
+  othersPercent: number | null;
+  stealPercent: number | null;
+  hostPercent: number | null;
+}): string | null {
+  const others = a.othersPercent !== null && a.othersPercent > 20 ? Math.round(a.othersPercent) : null;
+  const steal = a.stealPercent !== null && a.stealPercent > 10 ? Math.round(a.stealPercent) : null;
+  const host = `during the run (host ${Math.round(a.hostPercent ?? 0)} % busy)`;
+  if (others !== null && steal !== null)
+    return `other processes used ${others} % of the machine's CPU and the hypervisor took ${steal} % (steal) ${host}`;
+  if (others !== null) return `other processes used ${others} % of the machine's CPU ${host}`;
+  if (steal !== null) return `the hypervisor took ${steal} % of the machine (steal) ${host}`;
+  return null;
 }
 
 /** Our own process's CPU time in ms (gateway when embedded, plus workers and runner). */
@@ -164,6 +195,7 @@ export class Session {
   private lastOwnCpu = ownCpuMs();
   private readonly hostBusy: (number | null)[] = [];
   private readonly othersBusy: (number | null)[] = [];
+  private readonly stealBusy: (number | null)[] = [];
   /** Event-loop delay of this thread: the gateway's own loop when it is embedded. */
   private readonly mainLag: IntervalHistogram | null;
   private readonly gwLagP99: number[] = [];
@@ -373,6 +405,7 @@ export class Session {
       generatorLagP99Ms: round1(maxOf(this.intervalLag)),
       hostCpuPercent: null,
       otherProcessesCpuPercent: null,
+      hostStealPercent: null,
       gatewayLagP99Ms: null,
       offeredPerSec: sec > 0 ? Math.round((this.offered / sec) * 10) / 10 : 0,
       errorsByKind,
@@ -391,7 +424,9 @@ export class Session {
     if (host && this.lastHost && host.total > this.lastHost.total) {
       const cores = cpus().length || 1;
       const busy = (host.busy - this.lastHost.busy) / (host.total - this.lastHost.total);
+      const steal = (host.steal - this.lastHost.steal) / (host.total - this.lastHost.total);
       point.hostCpuPercent = Math.round(busy * 1000) / 10;
+      point.hostStealPercent = Math.round(steal * 1000) / 10;
       point.otherProcessesCpuPercent = otherProcessesPercent({
         hostBusy: busy,
         ownCpuMs: own - this.lastOwnCpu,
@@ -404,6 +439,7 @@ export class Session {
       if (this.running) {
         this.hostBusy.push(point.hostCpuPercent);
         this.othersBusy.push(point.otherProcessesCpuPercent);
+        this.stealBusy.push(point.hostStealPercent);
       }
     }
     this.lastHost = host;
@@ -577,10 +613,12 @@ export class Session {
     const noToy = this.total.errors['not-sent:no-connected-toy'] ?? 0;
     if (noToy > 0) reasons.push(`${noToy} scheduled clips not sent: no connected toy`);
     const others = mean(this.othersBusy);
-    const contended =
-      others !== null && others > 20
-        ? `other processes used ${Math.round(others)} % of the machine's CPU during the run (host ${Math.round(mean(this.hostBusy) ?? 0)} % busy)`
-        : null;
+    const steal = mean(this.stealBusy);
+    const contended = contentionText({
+      othersPercent: others,
+      stealPercent: steal,
+      hostPercent: mean(this.hostBusy),
+    });
     const gwCpuMax = maxOf(this.gw.cpu);
     const skipped = this.total.errors['not-sent:inflight-limit'] ?? 0;
     const bottleneck = reasons.length > 0 || contended !== null;
@@ -634,6 +672,7 @@ export class Session {
         verdict,
         hostCpuPercentMean: round1(mean(this.hostBusy)),
         otherProcessesCpuPercentMean: round1(others),
+        hostStealPercentMean: round1(steal),
       },
       timeline: this.timeline,
       phases: this.spans

@@ -154,10 +154,12 @@ export interface TimePoint {
   gatewayHeapMb: number | null;
   generatorCpuPercent: number | null;
   generatorLagP99Ms: number | null;
-  /** Whole machine, % of all cores. */
+  /** Whole machine, % of all cores: what its processes and kernel ran (steal not included). */
   hostCpuPercent: number | null;
   /** Processes other than this one, % of all cores (a busy neighbour skews every figure). */
   otherProcessesCpuPercent: number | null;
+  /** The hypervisor's steal, % of all cores: time this VM wanted a core and another guest had it. */
+  hostStealPercent?: number | null;
   /** Event-loop delay p99 of the embedded gateway's thread in this interval, ms. */
   gatewayLagP99Ms: number | null;
   /** Clips per second the scenario asked for in this interval (0 outside traffic phases). */
@@ -249,6 +251,8 @@ export interface RunSummary {
     verdict: string;
     hostCpuPercentMean: number | null;
     otherProcessesCpuPercentMean: number | null;
+    /** The hypervisor's steal, mean % of all cores during traffic (absent in reports before it was read). */
+    hostStealPercentMean?: number | null;
   };
   timeline: TimePoint[];
   /** Exact phase boundaries (the timeline's points are whole seconds). */
