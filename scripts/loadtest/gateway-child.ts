@@ -17,8 +17,9 @@ const send = (m: unknown): void => {
 
 // PLK_ALLOC_PROFILE=FILE: V8's sampling heap profiler over every allocation, those the garbage
 // collector freed included (what makes the scavenges), written to FILE on close (docs/LOADTEST.md).
-const allocProfile = process.env.PLK_ALLOC_PROFILE ? await startAllocationProfile() : null;
-async function startAllocationProfile(): Promise<() => Promise<void>> {
+const allocFile = process.env.PLK_ALLOC_PROFILE;
+const stopAllocationProfile = allocFile ? await startAllocationProfile(allocFile) : async () => {};
+async function startAllocationProfile(file: string): Promise<() => Promise<void>> {
   const { Session } = await import('node:inspector/promises');
   const session = new Session();
   session.connect();
@@ -29,7 +30,7 @@ async function startAllocationProfile(): Promise<() => Promise<void>> {
   });
   return async () => {
     const { profile } = await session.post('HeapProfiler.stopSampling');
-    writeFileSync(process.env.PLK_ALLOC_PROFILE ?? 'alloc.heapprofile', JSON.stringify(profile));
+    writeFileSync(file, JSON.stringify(profile));
     session.disconnect();
   };
 }
@@ -55,7 +56,7 @@ process.on('message', (m: Request) => {
     if (snapDir) writeHeapSnapshot(join(snapDir, `${Date.now()}.heapsnapshot`));
     send({ type: 'memory', memory: process.memoryUsage(), spaces: getHeapSpaceStatistics() });
   } else if (m.type === 'close') {
-    (allocProfile ?? (() => Promise.resolve()))()
+    stopAllocationProfile()
       .then(() => gw.close())
       .then(() => {
         send({ type: 'closed' });
