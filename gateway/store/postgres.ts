@@ -954,13 +954,19 @@ export class PostgresStore implements GatewayStore {
     );
   }
 
-  /** Drops registry changes older than `before` (running gateways have long consumed them). */
+  /** Drops registry changes older than `before`, except the newest (see SqliteStoreBase.pruneRegistryChanges). */
   pruneRegistryChanges(before: number): Promise<number> {
     return this.checked(
       () => checkTime(before, 'before'),
       () =>
         this.adminWrite(
-          async (c) => (await c.query('DELETE FROM registry_changes WHERE at < $1', [before])).rowCount ?? 0,
+          async (c) =>
+            (
+              await c.query(
+                'DELETE FROM registry_changes WHERE at < $1 AND seq < (SELECT max(seq) FROM registry_changes)',
+                [before],
+              )
+            ).rowCount ?? 0,
         ),
     );
   }

@@ -375,7 +375,10 @@ export function prepareStatements(db: Database.Database) {
     // Family ids of erased families must not linger in the change feed: an erased member's
     // earlier changes lose their family (the erase change itself never had one).
     forgetChangeFamily: db.prepare<[string]>('UPDATE registry_changes SET family = NULL WHERE family = ?'),
-    pruneChanges: db.prepare<[number]>('DELETE FROM registry_changes WHERE at < ?'),
+    // The newest change stays: the change number must never go down (roster versions, [PLK-4.6]).
+    pruneChanges: db.prepare<[number]>(
+      'DELETE FROM registry_changes WHERE at < ? AND seq < (SELECT max(seq) FROM registry_changes)',
+    ),
     insNonce: db.prepare<[string, string, number]>(
       'INSERT OR REPLACE INTO nonces (key, endpoint, expires_at) VALUES (?, ?, ?)',
     ),
@@ -742,7 +745,11 @@ export abstract class SqliteStoreBase implements GatewayStore {
     return this.read(() => this.s.latestChange.get()?.seq ?? 0);
   }
 
-  /** Drops registry changes older than `before` (running gateways have long consumed them). */
+  /**
+   * Drops registry changes older than `before` (running gateways have long consumed them), except
+   * the newest: latestRegistryChange never goes down, so roster versions only grow [PLK-4.6] and a
+   * roster cached at a change number is never taken for current after a change was pruned.
+   */
   pruneRegistryChanges(before: number): Promise<number> {
     return this.checked(() => checkTime(before, 'before'), 'pruneRegistryChanges', [before]);
   }

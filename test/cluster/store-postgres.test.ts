@@ -60,6 +60,15 @@ describe('PostgresStore specifics', () => {
     return { id, toy: toy.id, mum: mum.id };
   }
 
+  it('pruning old registry changes keeps the newest: the change number never goes down (roster versions, cached rosters)', async () => {
+    const store = await freshStore();
+    await family(store);
+    const latest = await store.latestRegistryChange();
+    expect(await store.pruneRegistryChanges(1_000)).toBe(1);
+    expect(await store.latestRegistryChange()).toBe(latest);
+    expect(await store.registryChanges(0, 10)).toHaveLength(1);
+  });
+
   it('group-commits a burst: 200 concurrent clips in a handful of commits, every promise after its commit [PLK-12.3]', async () => {
     const store = await freshStore();
     const f = await family(store);

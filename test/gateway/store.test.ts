@@ -74,6 +74,21 @@ describe('SqliteStore specifics', () => {
     await store.close();
   });
 
+  it('pruning old registry changes keeps the newest: the change number never goes down (roster versions, cached rosters)', async () => {
+    const store = openSqliteStore(tempDir());
+    const fam = newFamilyId();
+    await store.createFamily(fam, 1);
+    for (const [i, e] of [newEndpoint('toy'), newEndpoint('parent')].entries()) {
+      await store.addEndpoint(e);
+      await store.addFamilyMember(fam, e.id, 10 + i);
+    }
+    const latest = await store.latestRegistryChange();
+    expect(await store.pruneRegistryChanges(1_000)).toBe(1);
+    expect(await store.latestRegistryChange()).toBe(latest);
+    expect(await store.registryChanges(0, 10)).toHaveLength(1);
+    await store.close();
+  });
+
   it('sequence numbers survive close and reopen [PLK-8.1]', async () => {
     const dir = tempDir();
     let store = openSqliteStore(dir);
