@@ -13,11 +13,17 @@ import type { EndpointRecord, FamilyId } from './interfaces.ts';
  * signature serves every member (each checks that it is listed).
  */
 export class Rosters {
-  private readonly cache = new Map<FamilyId, { version: number; key: string; bytes: Uint8Array }>();
+  /** Signed roster per family, with the registry change number its members were read at. */
+  private readonly cache = new Map<
+    FamilyId,
+    { version: number; key: string; bytes: Uint8Array; registry: number }
+  >();
   /** The newest registry change seen (set by the registry watch). */
   version = 0;
 
-  constructor(private readonly ctx: GatewayContext) {}
+  constructor(
+    private readonly ctx: Pick<GatewayContext, 'store' | 'identity' | 'clock' | 'crypto' | 'states'>,
+  ) {}
 
   /** The current roster of `endpoint`'s family, or null when it has none (or no live member). */
   async forEndpoint(endpoint: EndpointRecord): Promise<Uint8Array | null> {
@@ -27,24 +33,31 @@ export class Rosters {
   }
 
   /**
-   * The family's roster, from a fresh read of the registry (an admin change made a moment ago,
-   * before the registry watch saw it, must already show). Signed again only when the members or
-   * the registry version changed.
+   * The family's roster as the registry stands now: an admin change made a moment ago, before the
+   * registry watch saw it, must already show. Every change of a family's members (added, revoked,
+   * erased) commits with a registry change whose number only grows (PostgreSQL: under the registry
+   * lock, so in number order), so while the newest number is the one seen when the members were
+   * last read, they are still those members and the signed roster is reused: one indexed read per
+   * connect instead of two (the members' read was ~95 µs of a storm's ~1.4 ms per connect). The
+   * number is read before the members, so a change that commits in between can only make the
+   * entry look older than it is, never newer.
    */
   async forFamily(family: FamilyId): Promise<Uint8Array | null> {
-    const [all, latest] = await Promise.all([
-      this.ctx.store.familyMembers(family),
-      this.ctx.store.latestRegistryChange(),
-    ]);
+    const latest = await this.ctx.store.latestRegistryChange();
+    const version = Math.max(latest, this.version);
+    const hit = this.cache.get(family);
+    if (hit && hit.registry === latest && hit.version === version) return hit.bytes;
+    const all = await this.ctx.store.familyMembers(family);
     const members = all.filter((m) => !m.revoked);
     if (members.length === 0) {
       this.cache.delete(family);
       return null;
     }
-    const version = Math.max(latest, this.version);
     const key = members.map((m) => m.id).join(',');
-    const hit = this.cache.get(family);
-    if (hit && hit.version === version && hit.key === key) return hit.bytes;
+    if (hit && hit.version === version && hit.key === key) {
+      this.cache.set(family, { ...hit, registry: latest });
+      return hit.bytes;
+    }
     const bytes = createRoster({
       gateway: this.ctx.identity,
       version,
@@ -58,7 +71,7 @@ export class Rosters {
       crypto: this.ctx.crypto,
     });
     if (this.cache.size >= 100_000) this.cache.clear();
-    this.cache.set(family, { version, key, bytes });
+    this.cache.set(family, { version, key, bytes, registry: latest });
     return bytes;
   }
 

@@ -1,0 +1,112 @@
+// Tests of the gateway's family rosters: members read again only after a registry change, and an admin change made a moment ago already shows [PLK-4.6] [PLK-12.7].
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { newFamilyId } from '../../gateway/admin.ts';
+import type { FamilyId, GatewayStore } from '../../gateway/interfaces.ts';
+import { Rosters } from '../../gateway/roster.ts';
+import { MemoryStore } from '../../gateway/store/memory.ts';
+import { openSqliteStore } from '../../gateway/store/sqlite.ts';
+import { defaultCrypto } from '../../shared/crypto.ts';
+import { generateIdentity, type PrivateIdentity } from '../../shared/identity.ts';
+import { seededRandom } from '../../shared/random.ts';
+import { decodeRoster } from '../../shared/roster.ts';
+
+const rnd = seededRandom('test/gateway/roster');
+const gateway = generateIdentity('gateway', rnd);
+const FAMILY: FamilyId = newFamilyId(rnd);
+
+const STORES: readonly [string, (dir: string) => GatewayStore][] = [
+  ['MemoryStore', () => new MemoryStore()],
+  ['SqliteStore', (dir) => openSqliteStore(join(dir, 'store'))],
+];
+
+async function register(store: GatewayStore, who: PrivateIdentity, at: number): Promise<void> {
+  await store.addEndpoint({
+    id: who.id,
+    role: who.role === 'toy' ? 'toy' : 'parent',
+    signPublicKey: who.signPublicKey,
+    boxPublicKey: who.boxPublicKey,
+    createdAt: at,
+  });
+  await store.addFamilyMember(FAMILY, who.id, at);
+}
+
+const memberIds = (bytes: Uint8Array | null): string[] =>
+  bytes ? decodeRoster(bytes).members.map((m) => m.id) : [];
+
+for (const [name, open] of STORES) {
+  describe(`rosters on ${name}`, () => {
+    let dir: string;
+    let store: GatewayStore;
+    let rosters: Rosters;
+    const toy = generateIdentity('toy', rnd);
+    const mum = generateIdentity('parent', rnd);
+
+    beforeEach(async () => {
+      dir = mkdtempSync(join(tmpdir(), 'plushlink-roster-'));
+      store = open(dir);
+      await store.createFamily(FAMILY, 1);
+      await register(store, toy, 2);
+      await register(store, mum, 3);
+      rosters = new Rosters({
+        store,
+        identity: gateway,
+        clock: () => 1_000,
+        crypto: defaultCrypto(),
+        states: new WeakMap(),
+      });
+    });
+
+    afterEach(async () => {
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    });
+
+    it('reads the family once while the registry does not change (one read per connect saved)', async () => {
+      const reads = vi.spyOn(store, 'familyMembers');
+      const first = await rosters.forFamily(FAMILY);
+      const second = await rosters.forFamily(FAMILY);
+      const third = await rosters.forFamily(FAMILY);
+      expect(reads).toHaveBeenCalledTimes(1);
+      expect(second).toBe(first);
+      expect(third).toBe(first);
+      expect(memberIds(first).sort()).toEqual([toy.id, mum.id].sort());
+    });
+
+    it('shows a member added a moment ago, before any registry watch or push', async () => {
+      const before = await rosters.forFamily(FAMILY);
+      const dad = generateIdentity('parent', rnd);
+      await register(store, dad, 4);
+      const after = await rosters.forFamily(FAMILY);
+      expect(memberIds(before)).not.toContain(dad.id);
+      expect(memberIds(after)).toContain(dad.id);
+      expect(decodeRoster(after!).version).toBeGreaterThan(decodeRoster(before!).version);
+    });
+
+    it('drops a member revoked a moment ago, and has no roster once every member is gone', async () => {
+      await rosters.forFamily(FAMILY);
+      await store.revokeEndpoint(mum.id, 5);
+      expect(memberIds(await rosters.forFamily(FAMILY))).toEqual([toy.id]);
+      await store.revokeEndpoint(toy.id, 6);
+      expect(await rosters.forFamily(FAMILY)).toBeNull();
+    });
+
+    it('forEndpoint follows the endpoint into its family', async () => {
+      const loner = generateIdentity('toy', rnd);
+      await store.addEndpoint({
+        id: loner.id,
+        role: 'toy',
+        signPublicKey: loner.signPublicKey,
+        boxPublicKey: loner.boxPublicKey,
+        createdAt: 7,
+      });
+      const rec = await store.getEndpoint(loner.id);
+      expect(await rosters.forEndpoint(rec!)).toBeNull();
+      await rosters.forFamily(FAMILY); // cached before the loner joins
+      await store.addFamilyMember(FAMILY, loner.id, 8);
+      expect(memberIds(await rosters.forEndpoint(rec!))).toContain(loner.id);
+    });
+  });
+}
