@@ -86,6 +86,14 @@ export function connectHandlers(
     // Read once: the entry would otherwise live as long as the connection.
     connects.delete(client);
     const source = info?.source ?? 'unknown';
+    if (client.closed) {
+      // The connection closed while its CONNECT waited (a storm's toy that gave up and will try
+      // again): no registry read, no signature check, no audit for a CONNACK nobody reads. Aedes
+      // itself stops at this point for a closed client whatever the answer.
+      ctx.metrics.connectsAbandoned.inc();
+      done(null, false);
+      return;
+    }
     if (!info || info.rateLimited) {
       // Not audited: a connection storm must not turn into an audit-log write storm.
       done(refusal('rate-limited', undefined, source), false);

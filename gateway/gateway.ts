@@ -367,7 +367,11 @@ export function createGateway(opts: GatewayOptions): Gateway {
         );
       });
       (b as EventEmitter).on('error', (err: Error) => log.error({ err: err.message }, 'broker error'));
-      metrics.setSources({ connections: () => b.connectedClients, backlog: () => store.backlog() });
+      metrics.setSources({
+        connections: () => b.connectedClients,
+        sockets: () => sockets.size,
+        backlog: () => store.backlog(),
+      });
 
       server = opts.tls
         ? createTlsServer({ cert: opts.tls.cert, key: opts.tls.key, minVersion: 'TLSv1.2' }, onSocket)

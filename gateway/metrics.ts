@@ -6,6 +6,10 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom
 export interface GatewayMetrics {
   readonly registry: Registry;
   readonly connections: Gauge;
+  /** Client sockets open (TCP and TLS), authenticated or not: a storm's connects still waiting show here first. */
+  readonly sockets: Gauge;
+  /** CONNECTs whose connection closed before their authentication ran (no crypto, no store read spent on them). */
+  readonly connectsAbandoned: Counter;
   readonly authFailures: Counter<'reason'>;
   readonly connectsAccepted: Counter;
   readonly clipsAccepted: Counter;
@@ -37,7 +41,11 @@ export interface GatewayMetrics {
   /** [PLK-12.4] Deliveries set aside (unopenable, or delivered too often without a receipt). */
   readonly deliveriesSetAside: Counter<'reason'>;
   /** Sources of the collected gauges; set by the gateway once its broker and store exist. */
-  setSources(sources: { connections: () => number; backlog: () => Promise<number> }): void;
+  setSources(sources: {
+    connections: () => number;
+    sockets: () => number;
+    backlog: () => Promise<number>;
+  }): void;
 }
 
 export interface GatewayMetricsOptions {
@@ -71,6 +79,7 @@ export function createGatewayMetrics(
     registers,
   });
   let connectionsSource: () => number = () => 0;
+  let socketsSource: () => number = () => 0;
   let backlogSource: () => Promise<number> = async () => 0;
 
   const connections = new Gauge({
@@ -79,6 +88,14 @@ export function createGatewayMetrics(
     registers,
     collect() {
       this.set(connectionsSource());
+    },
+  });
+  const sockets = new Gauge({
+    name: `${prefix}sockets`,
+    help: 'Client TCP and TLS sockets currently open, authenticated or not',
+    registers,
+    collect() {
+      this.set(socketsSource());
     },
   });
   const backlog = new Gauge({
@@ -96,7 +113,13 @@ export function createGatewayMetrics(
   return {
     registry,
     connections,
+    sockets,
     backlog,
+    connectsAbandoned: new Counter({
+      name: `${prefix}connects_abandoned_total`,
+      help: 'CONNECTs whose connection closed before authentication ran (no signature check spent on them)',
+      registers,
+    }),
     authFailures: new Counter({
       name: `${prefix}auth_failures_total`,
       help: 'Refused connections by reason',
@@ -189,6 +212,7 @@ export function createGatewayMetrics(
     },
     setSources(sources) {
       connectionsSource = sources.connections;
+      socketsSource = sources.sockets;
       backlogSource = sources.backlog;
     },
   };

@@ -86,7 +86,8 @@ export function subscribeHandlers(
   /** [PLK-4.4] On the inbox subscription: the proof, bound to the token nonce, then the backlog. */
   const onSubscribed = (subs: Subscription[], client: Client): void => {
     const state = ctx.states.get(client);
-    if (!state || state.proofSent) return;
+    // A connection that closed meanwhile gets no proof: its signature would go to no one.
+    if (!state || state.proofSent || client.closed) return;
     if (!subs.some((s) => s.topic === state.inbox.topic && (s.qos as number) !== 128)) return;
     state.proofSent = true;
     const proof = createGatewayProof({

@@ -1,8 +1,11 @@
 // Socket-level defences: packet size guard (unit and with a real oversized PUBLISH), connect timeout, per-address connect rate, full nonce cache [PLK-9] [PLK-12.1].
 import { type AddressInfo, createServer, type Socket, connect as tcpConnect } from 'node:net';
+import { generate as generatePacket } from 'mqtt-packet';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { RateLimiter } from '../../gateway/interfaces.ts';
 import { MemoryNonceStore } from '../../gateway/limits.ts';
 import { limitPackets, MqttHeaderScanner } from '../../gateway/packet-limit.ts';
+import { type CryptoSuite, defaultCrypto } from '../../shared/crypto.ts';
 import { createConnectToken } from '../../shared/token.ts';
 import { clipTopic } from '../../shared/topics.ts';
 import { closed, fixedLimiter, type Harness, rawConnect, startHarness } from './helpers/harness.ts';
@@ -155,6 +158,110 @@ describe('gateway socket defences', () => {
     sock.write(Buffer.from([0x32, ...varint(200 * 1024 * 1024), 0, 3]));
     await socketClosed(sock, 10_000);
     expect(await violations(h, 'oversize')).toBe(before + 1);
+  });
+});
+
+/** Polls `read` every 5 ms until it returns true; `ms` only keeps a broken gateway from hanging the test. */
+async function until(read: () => Promise<boolean>, ms: number, what: string): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await read())) {
+    if (Date.now() > end) throw new Error(`never: ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+const gaugeValue = async (g: { get(): Promise<{ values: { value: number }[] }> }): Promise<number> =>
+  (await g.get()).values[0]?.value ?? 0;
+
+describe('a CONNECT whose connection closed while it waited (a storm: the toy gave up)', () => {
+  it('costs no signature check and no registry read: counted as abandoned, not accepted or refused', async () => {
+    // The connect limiter holds every CONNECT until released, as a backlog of connects would.
+    let release: () => void = () => {};
+    const held = new Promise<void>((r) => {
+      release = r;
+    });
+    let waiting: () => void = () => {};
+    const waitingNow = new Promise<void>((r) => {
+      waiting = r;
+    });
+    const real = fixedLimiter();
+    const connect: RateLimiter = {
+      take: (key, cost, now) => {
+        waiting();
+        return held.then(() => real.take(key, cost, now));
+      },
+    };
+    const base = defaultCrypto();
+    let verifies = 0;
+    const crypto: CryptoSuite = {
+      ...base,
+      name: base.name,
+      verify: (pk, msg, sig) => {
+        verifies++;
+        return base.verify(pk, msg, sig);
+      },
+    };
+    const h = await startHarness({
+      limiters: { connect, clips: fixedLimiter(), bytes: fixedLimiter() },
+      crypto,
+    });
+    try {
+      const f = await h.family();
+      const reads = { n: 0 };
+      const getEndpoint = h.store.getEndpoint.bind(h.store);
+      h.store.getEndpoint = (id) => {
+        reads.n++;
+        return getEndpoint(id);
+      };
+      const sock = await openSocket(h.port());
+      await until(async () => (await gaugeValue(h.metrics.sockets)) === 1, 5000, 'the socket counted');
+      const token = createConnectToken({
+        identity: f.toy,
+        gatewayId: h.gatewayIdentity.id,
+        now: h.clock.now,
+      });
+      sock.write(
+        generatePacket({
+          cmd: 'connect',
+          protocolId: 'MQTT',
+          protocolVersion: 4,
+          clean: true,
+          keepalive: 30,
+          clientId: f.toy.id,
+          username: f.toy.id,
+          password: Buffer.from(token.bytes),
+        }),
+      );
+      await waitingNow;
+      const before = { verifies, reads: reads.n };
+      sock.destroy();
+      // The gateway has seen the close once its socket is gone.
+      await until(async () => (await gaugeValue(h.metrics.sockets)) === 0, 5000, 'the socket closed');
+      release();
+      await until(
+        async () => (await gaugeValue(h.metrics.connectsAbandoned)) === 1,
+        5000,
+        'counted abandoned',
+      );
+      expect(verifies).toBe(before.verifies);
+      expect(reads.n).toBe(before.reads);
+      expect(await gaugeValue(h.metrics.connectsAccepted)).toBe(0);
+      expect((await h.metrics.authFailures.get()).values).toEqual([]);
+      expect(h.audit.reasons('auth.refused')).toEqual([]);
+      // The same toy connecting normally afterwards is served as ever.
+      const ok = await rawConnect(h.port(), {
+        clientId: f.toy.id,
+        username: f.toy.id,
+        password: Buffer.from(
+          createConnectToken({ identity: f.toy, gatewayId: h.gatewayIdentity.id, now: h.clock.now }).bytes,
+        ),
+      });
+      expect(ok.ok).toBe(true);
+      if (ok.ok) ok.client.end(true);
+    } finally {
+      release();
+      await h.close();
+    }
   });
 });
 
