@@ -8,6 +8,12 @@ import { Command, Option } from 'commander';
 import { nodeFlags } from '../../platform/node-flags.ts';
 import { summarize } from '../../sim/stats.ts';
 import { intOption } from '../cli-util.ts';
+import {
+  acceptQueueText,
+  listenerQueueFromSs,
+  readTcpCounters,
+  tcpCountersDelta,
+} from '../loadtest/netstat.ts';
 import { loadtestOptions } from '../loadtest/options.ts';
 import { transitHoldText } from '../loadtest/report-text.ts';
 import { audioPool, buildFleet, registrations, workerInits } from '../loadtest/runner.ts';
@@ -317,6 +323,22 @@ interface StormBench {
   generatorCpuPercentStorm: number;
   /** Which side limited the connect rate: the generator at >= 90 % of its core, else the system under test. */
   limitedBy: 'generator' | 'system under test';
+  /** The accept queue the kernel granted the listener (its backlog capped by net.core.somaxconn; `ss`), or null. */
+  acceptQueue: number | null;
+  /** Connection attempts the kernel dropped at the full accept queue (/proc/net/netstat), initial connects and storm. */
+  listenOverflowsInitial: number | null;
+  listenOverflowsStorm: number | null;
+  /** SYNs the toys sent again during the storm: time spent in TCP back-off, not in the system under test. */
+  synRetransmitsStorm: number | null;
+  /** The share of the storm's wall time the system under test's core was busy (its CPU from /proc), %. */
+  busyPercentStorm: number | null;
+}
+
+/** The backlog the kernel granted the listener behind `url` (mqtt://host:port), from `ss`; null without it. */
+function acceptQueueOf(url: string): number | null {
+  const port = Number(new URL(url).port);
+  const r = spawnSync('ss', ['-ltnH'], { encoding: 'latin1' });
+  return r.status === 0 && Number.isSafeInteger(port) ? listenerQueueFromSs(r.stdout, port) : null;
 }
 
 /** CPU this process used since `since` (process.cpuUsage), in % of `wallMs` on one core. */
@@ -336,11 +358,14 @@ async function stormOn(target: Target): Promise<StormBench> {
     await session.start();
     await session.connect('parents', 2000, fleet.roster.families.length);
     await new Promise((r) => setTimeout(r, 1000));
+    const acceptQueue = acceptQueueOf(target.info.url);
     const before = session.sampleTarget();
     const gen0 = process.cpuUsage();
+    const tcp0 = readTcpCounters();
     const t0 = performance.now();
     const c = await session.connect('toys', 2000, STORM_TOYS);
     const initialMs = performance.now() - t0;
+    const tcpInitial = tcpCountersDelta(tcp0, readTcpCounters());
     const genInitial = generatorPercent(gen0, initialMs);
     const connected = session.sampleTarget();
     await new Promise((r) => setTimeout(r, 2000));
@@ -348,10 +373,17 @@ async function stormOn(target: Target): Promise<StormBench> {
     log(`${target.info.kind}: ${c.ok} toys connected in ${(initialMs / 1000).toFixed(1)} s; storm`);
     const gen1 = process.cpuUsage();
     const s0 = session.sampleTarget();
+    const tcp1 = readTcpCounters();
     const t1 = performance.now();
     const st = await session.storm(60_000);
-    const genStorm = generatorPercent(gen1, performance.now() - t1);
+    const stormWallMs = performance.now() - t1;
+    const genStorm = generatorPercent(gen1, stormWallMs);
     const s1 = session.sampleTarget();
+    const tcpStorm = tcpCountersDelta(tcp1, readTcpCounters());
+    const busyPercentStorm =
+      s0 && s1 && target.resourceSource === 'proc' && stormWallMs > 0
+        ? round(((s1.cpuMs - s0.cpuMs) / stormWallMs) * 100)
+        : null;
     const perConnect = (a: ResourceSample | null, b: ResourceSample | null, n: number) =>
       a && b && n > 0 && target.resourceSource === 'proc'
         ? Math.round(((b.cpuMs - a.cpuMs) * 1000) / n)
@@ -359,6 +391,10 @@ async function stormOn(target: Target): Promise<StormBench> {
     const limitedBy = Math.max(genInitial, genStorm) >= 90 ? 'generator' : 'system under test';
     log(
       `${target.info.kind}: storm ${st.back}/${st.toys} back in ${st.allBackMs} ms; CPU per connect ${perConnect(before, connected, c.ok) ?? '?'} µs initial, ${perConnect(s0, s1, st.back) ?? '?'} µs storm; generator at ${genInitial} % / ${genStorm} % of its core (${limitedBy === 'generator' ? "generator-bound: the rates are a lower bound of the target's" : 'the target limited them'})`,
+    );
+    const waited = acceptQueueText(tcpStorm, acceptQueue);
+    log(
+      `${target.info.kind}: its core was busy ${busyPercentStorm ?? '?'} % of the storm${waited ? `; ${waited}` : ''}`,
     );
     const perToy = (a: number | null | undefined, b: number | null | undefined) =>
       a !== null && a !== undefined && b !== null && b !== undefined && c.ok > 0
@@ -370,6 +406,11 @@ async function stormOn(target: Target): Promise<StormBench> {
       generatorCpuPercentInitial: genInitial,
       generatorCpuPercentStorm: genStorm,
       limitedBy,
+      acceptQueue,
+      listenOverflowsInitial: tcpInitial?.listenOverflows ?? null,
+      listenOverflowsStorm: tcpStorm?.listenOverflows ?? null,
+      synRetransmitsStorm: tcpStorm?.synRetransmits ?? null,
+      busyPercentStorm,
       target: target.info.kind,
       toys: STORM_TOYS,
       connectsPerSecInitial: Math.round((c.ok / initialMs) * 1000),
@@ -391,6 +432,25 @@ async function stormOn(target: Target): Promise<StormBench> {
 
 const storeLatencies: Record<string, Record<string, Record<string, number | null> | null>> = {};
 const profiles: { phase: string; top: { fn: string; ms: number; share: number }[] }[] = [];
+
+/** An empty `bench-results/<name>` for this run's CPU profiles (created only with --cpu-prof), so no earlier run's profile is read. */
+function freshProfileDir(name: string): string {
+  const dir = join(OUT_DIR, name);
+  rmSync(dir, { recursive: true, force: true });
+  if (CPU_PROF) mkdirSync(dir, { recursive: true });
+  return dir;
+}
+
+/** Puts the 15 largest self-time functions of the main thread's profile in `dir` (its largest file) into the JSON. */
+function addProfile(dir: string, phase: string): void {
+  if (!CPU_PROF) return;
+  const file = readdirSync(dir)
+    .filter((f) => f.endsWith('.cpuprofile'))
+    .map((f) => join(dir, f))
+    .sort((a, b) => statSync(b).size - statSync(a).size)[0];
+  if (file)
+    profiles.push({ phase: `${phase}: ${file}`, top: topFunctions(JSON.parse(readFileSync(file, 'utf8'))) });
+}
 
 async function withTarget<T>(start: () => Promise<Target>, fn: (t: Target) => Promise<T>): Promise<T> {
   const t = await start();
@@ -469,9 +529,7 @@ async function main(): Promise<void> {
   );
   // The profiler is opt-in (--cpu-prof): its sampling thread alone took 4-5 % of the pinned core
   // (/proc/<pid>/task, at 400-1,000 clips/s), CPU that bare Aedes and Mosquitto never pay.
-  const profDir = join(OUT_DIR, 'gateway-cpuprofile');
-  rmSync(profDir, { recursive: true, force: true });
-  if (CPU_PROF) mkdirSync(profDir, { recursive: true });
+  const profDir = freshProfileDir('gateway-cpuprofile');
   const both = [{ rate: OFFERED }, { rate: 'half' as const }];
   // The VM's own speed drifts by tens of percent within minutes here: one verification measured
   // before the gateway's phases, and again with the floor after all throughput runs, says whether
@@ -486,16 +544,7 @@ async function main(): Promise<void> {
         (t) => throughputOn(t, OFFERED, both),
       )
     : [];
-  const profFile = (CPU_PROF ? readdirSync(profDir) : [])
-    .filter((f) => f.endsWith('.cpuprofile'))
-    .map((f) => join(profDir, f))
-    .sort((a, b) => statSync(b).size - statSync(a).size)[0];
-  if (profFile) {
-    profiles.push({
-      phase: `gateway process, whole throughput run (warm-up, ${OFFERED}/s offered, half rate): ${profFile}`,
-      top: topFunctions(JSON.parse(readFileSync(profFile, 'utf8'))),
-    });
-  }
+  addProfile(profDir, `gateway process, whole throughput run (warm-up, ${OFFERED}/s offered, half rate)`);
   // Bare Aedes also runs at the gateway's own half rate: its CPU per message grows as the rate
   // falls (fewer messages share each event-loop turn, read and writev), so the half-rate floor
   // compares like with like.
@@ -591,11 +640,15 @@ async function main(): Promise<void> {
     return;
   }
   log(`reconnect storm with ${STORM_TOYS} toys`);
-  const stormProf = CPU_PROF ? { cpuProfDir: join(OUT_DIR, 'gateway-storm-cpuprofile') } : {};
+  const stormProfDir = freshProfileDir('gateway-storm-cpuprofile');
   const gwStorm = await withTarget(
-    () => pinned(() => startForkedGateway('gateway', { ...stormProf, oneCore })),
+    () =>
+      pinned(() =>
+        startForkedGateway('gateway', { ...(CPU_PROF ? { cpuProfDir: stormProfDir } : {}), oneCore }),
+      ),
     stormOn,
   );
+  addProfile(stormProfDir, 'gateway process, whole storm run (provisioning, initial connects, storm)');
   const aedesStorm = await withTarget(() => pinned(() => startForkedGateway('aedes', { oneCore })), stormOn);
   const mosqStorm = mosqBin ? await withTarget(() => pinned(() => startMosquitto(mosqBin)), stormOn) : null;
 
