@@ -139,25 +139,49 @@ async function timed<T>(ctx: IngestContext, op: string, fn: () => Promise<T>): P
 }
 
 /**
- * Short-lived cache of registry reads on the hot path (sender record, family members). The SQLite
- * store flushes its group-commit queue before every read, so one read per clip would cost one fsync
- * per clip; with the cache a burst is committed in a few transactions. Revocations and family
- * changes made by the admin CLI (another process) therefore take effect within `ttlMs` for clips
- * (connects always read the registry).
+ * Cache of registry reads on the hot path (sender record, family members). An entry is current for
+ * `ttlMs` after its read, as before; and for as long as the registry change feed is being tailed
+ * (`confirm`, called by RegistryWatch each time it has read the feed to its end), because every
+ * change that could make a record stale (revoked, erased, member-added: PLK-12.7) is in that feed
+ * and `invalidate`s its entries. So a revocation made by the admin CLI in another process takes
+ * effect for clips within one watch interval, and within `ttlMs` of the last good poll if the watch
+ * stops. An endpoint not registered (`undefined`) is current for `ttlMs` only: provisioning is not
+ * a registry change. A read that an invalidation overtook is not cached. Measured at ~250 clips/s
+ * with 400 toys (docs/LOADTEST.md): with the plain 1 s TTL every toy's clip missed, and the
+ * endpoint read was ~4 % of the gateway's CPU. Connects always read the registry.
  */
 export class RegistryCache {
   private readonly endpoints = new Map<EndpointId, { rec: EndpointRecord | undefined; at: number }>();
   private readonly families = new Map<FamilyId, { members: EndpointRecord[]; at: number }>();
+  /** Bumped by every invalidation: a read that started before one is not cached. */
+  private generation = 0;
+  /** When the change feed was last read to its end (`confirm`), clock ms. */
+  private confirmedAt = Number.NEGATIVE_INFINITY;
   constructor(
     private readonly store: GatewayStore,
     readonly ttlMs = 1000,
     private readonly maxEntries = 100_000,
   ) {}
 
+  /**
+   * [PLK-12.7] The change feed was read to its end by a poll that started at `at` (clock ms), and
+   * each change in it invalidated: the entries cached now are current while this is recent.
+   */
+  confirm(at: number): void {
+    if (at > this.confirmedAt) this.confirmedAt = at;
+  }
+
+  private current(at: number, now: number, registered: boolean): boolean {
+    if (now - at >= 0 && now - at < this.ttlMs) return true;
+    return registered && now - this.confirmedAt >= 0 && now - this.confirmedAt < this.ttlMs;
+  }
+
   async endpoint(id: EndpointId, now: number): Promise<EndpointRecord | undefined> {
     const hit = this.endpoints.get(id);
-    if (hit && now - hit.at >= 0 && now - hit.at < this.ttlMs) return hit.rec;
+    if (hit && this.current(hit.at, now, hit.rec !== undefined)) return hit.rec;
+    const gen = this.generation;
     const rec = await this.store.getEndpoint(id);
+    if (gen !== this.generation) return rec;
     if (this.endpoints.size >= this.maxEntries) this.endpoints.clear();
     this.endpoints.set(id, { rec, at: now });
     return rec;
@@ -165,8 +189,10 @@ export class RegistryCache {
 
   async members(family: FamilyId, now: number): Promise<EndpointRecord[]> {
     const hit = this.families.get(family);
-    if (hit && now - hit.at >= 0 && now - hit.at < this.ttlMs) return hit.members;
+    if (hit && this.current(hit.at, now, hit.members.length > 0)) return hit.members;
+    const gen = this.generation;
     const members = await this.store.familyMembers(family);
+    if (gen !== this.generation) return members;
     if (this.families.size >= this.maxEntries) this.families.clear();
     this.families.set(family, { members, at: now });
     return members;
@@ -174,6 +200,7 @@ export class RegistryCache {
 
   /** [PLK-12.7] A registry change: the next read of this endpoint and family goes to the store. */
   invalidate(endpoint: EndpointId | null, family: FamilyId | null): void {
+    this.generation++;
     if (endpoint) this.endpoints.delete(endpoint);
     if (family) this.families.delete(family);
     // An erased endpoint's family is unknown here: its members' cached lists may still name it.

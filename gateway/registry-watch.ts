@@ -5,6 +5,9 @@ import type { GatewayContext } from './context.ts';
 import type { FamilyId } from './interfaces.ts';
 import type { Rosters } from './roster.ts';
 
+/** Changes read per poll; a full page means more are waiting (read at the next poll). */
+const FEED_PAGE = 1000;
+
 export interface RegistryWatchOptions {
   /** How often the change feed is read; default 250 ms. */
   readonly intervalMs?: number;
@@ -28,7 +31,9 @@ export class RegistryWatch {
   ) {}
 
   async start(): Promise<void> {
+    const at = this.ctx.clock();
     this.seq = await this.ctx.store.latestRegistryChange();
+    this.ctx.ingest.registry?.confirm(at);
     this.rosters.version = this.seq;
     this.timer = setInterval(() => {
       void this.poll();
@@ -54,13 +59,17 @@ export class RegistryWatch {
 
   private async apply(): Promise<void> {
     let changes: Awaited<ReturnType<GatewayContext['store']['registryChanges']>>;
+    const at = this.ctx.clock();
     try {
-      changes = await this.ctx.store.registryChanges(this.seq, 1000);
+      changes = await this.ctx.store.registryChanges(this.seq, FEED_PAGE);
     } catch (err) {
       if (!this.ctx.closing()) this.ctx.log.error({ err: String(err) }, 'registry watch failed');
       return;
     }
-    if (changes.length === 0) return;
+    if (changes.length === 0) {
+      this.ctx.ingest.registry?.confirm(at);
+      return;
+    }
     const families = new Set<FamilyId>();
     for (const c of changes) {
       this.seq = c.seq;
@@ -78,6 +87,8 @@ export class RegistryWatch {
       }
     }
     this.rosters.version = this.seq;
+    // Every change up to the poll's start is applied: cached registry reads are current [PLK-12.7].
+    if (changes.length < FEED_PAGE) this.ctx.ingest.registry?.confirm(at);
     for (const f of families) {
       try {
         await this.rosters.push(f, this.connected);

@@ -82,7 +82,14 @@ export type HarnessOptions = Partial<Omit<GatewayOptions, 'identity' | 'store' |
 
 let seq = 0;
 
-export async function startHarness(options: HarnessOptions = {}): Promise<Harness> {
+/**
+ * `wrapStore`: wraps the real SQLite store the gateway gets (and `h.store` is), e.g. to count its
+ * reads or make one of them fail; applied again after `restart`.
+ */
+export async function startHarness(
+  options: HarnessOptions = {},
+  wrapStore: (store: GatewayStore) => GatewayStore = (store) => store,
+): Promise<Harness> {
   const dir = await mkdtemp(join(tmpdir(), 'plk-gw-'));
   const gatewayIdentity = generateIdentity('gateway');
   const audit = new RecordingAudit(openSqliteAuditLog(join(dir, 'audit'), gatewayAuditKeys(gatewayIdentity)));
@@ -112,7 +119,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     dir,
     gatewayIdentity,
     gatewayPublic: publicPart(gatewayIdentity),
-    store: openSqliteStore(join(dir, 'store')),
+    store: wrapStore(openSqliteStore(join(dir, 'store'))),
     gw: undefined as unknown as Gateway,
     audit,
     metrics,
@@ -153,7 +160,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     async restart() {
       await h.gw.close();
       await h.store.close();
-      h.store = openSqliteStore(join(dir, 'store'));
+      h.store = wrapStore(openSqliteStore(join(dir, 'store')));
       h.gw = make(h.store);
       await h.gw.listen();
     },
