@@ -310,6 +310,14 @@ export function prepareStatements(db: Database.Database) {
     acceptedSeq: db.prepare<[string, string], { sequence: number }>(
       'SELECT sequence FROM accepted WHERE sender = ? AND clip_id = ?',
     ),
+    // [PLK-8.1] [PLK-8.2] Both facts a clip's verdict needs in one statement (one read
+    // transaction, one shared-memory lock round instead of two): [accepted sequence | null, last | null].
+    verdict: db
+      .prepare<[string, string, string], [number | null, number | null]>(
+        `SELECT (SELECT sequence FROM accepted WHERE sender = ? AND clip_id = ?),
+                (SELECT last_seq FROM sequences WHERE sender = ?)`,
+      )
+      .raw(true),
     insAccepted: db.prepare<[string, string, number, number]>(
       'INSERT INTO accepted (sender, clip_id, sequence, received_at) VALUES (?, ?, ?, ?)',
     ),
@@ -543,9 +551,10 @@ function clipVerdict(
   clipId: string,
   sequence: number,
 ): ClipVerdict {
-  const seen = s.acceptedSeq.get(sender, clipId);
-  if (seen) return seen.sequence === sequence ? 'retransmit' : 'duplicate';
-  return sequence <= (s.lastSeq.get(sender)?.last_seq ?? 0) ? 'replay' : 'new';
+  const row = s.verdict.get(sender, clipId, sender);
+  const seen = row?.[0] ?? null;
+  if (seen !== null) return seen === sequence ? 'retransmit' : 'duplicate';
+  return sequence <= (row?.[1] ?? 0) ? 'replay' : 'new';
 }
 
 export type WriteOps = ReturnType<typeof createWriteOps>;
