@@ -19,6 +19,7 @@ import { transitHoldText } from '../loadtest/report-text.ts';
 import { audioPool, buildFleet, registrations, workerInits } from '../loadtest/runner.ts';
 import { Session } from '../loadtest/session.ts';
 import {
+  buildCompiled,
   type ForkedGateway,
   findMosquitto,
   type ResourceSample,
@@ -484,6 +485,13 @@ const GENERATOR_CORE = 1;
 let pinnedAll = true;
 /** taskset works: each system under test will run on one core, so it starts with ONE_CORE_FLAGS. */
 let oneCore = false;
+/**
+ * The forked gateway and bare Aedes run from dist/, compiled by tsc at the start of the run (the code
+ * `plushlink gateway` runs), unless PLK_BENCH_FROM_SOURCE=1 or the build failed: then from source
+ * through tsx, whose transform adds an `Object.defineProperty` per closure created. Recorded in setup.
+ */
+let compiled = false;
+let codeNote = '';
 /** The gateway's hold for clips in transit [PLK-12.9] (PLK_LOADTEST_TRANSIT_HOLD_MS), null when off; recorded in setup. */
 let transitHoldMs: number | null | undefined;
 const transitSetup = (): { transitHoldMs?: number | null } =>
@@ -524,6 +532,13 @@ async function main(): Promise<void> {
   const generatorPinned = pin(process.pid, GENERATOR_CORE);
   pinnedAll &&= generatorPinned;
   oneCore = generatorPinned;
+  if (process.env.PLK_BENCH_FROM_SOURCE === '1') codeNote = 'source (tsx): PLK_BENCH_FROM_SOURCE=1';
+  else {
+    const why = buildCompiled();
+    compiled = why === null;
+    codeNote = compiled ? 'compiled (dist/, tsc)' : `source (tsx): ${why}`;
+  }
+  log(`systems under test run ${codeNote}`);
   log(
     `gateway throughput (offered ${OFFERED}/s, ${THROUGHPUT_TOYS} toys, 8 s clips, --seal resign); ${generatorPinned ? `systems under test on core ${SUT_CORE}, generator on core ${GENERATOR_CORE}` : 'taskset unavailable: NOT pinned'}`,
   );
@@ -539,7 +554,11 @@ async function main(): Promise<void> {
     ? await withTarget(
         () =>
           pinned(() =>
-            startForkedGateway('gateway', { ...(CPU_PROF ? { cpuProfDir: profDir } : {}), oneCore }),
+            startForkedGateway('gateway', {
+              ...(CPU_PROF ? { cpuProfDir: profDir } : {}),
+              oneCore,
+              compiled,
+            }),
           ),
         (t) => throughputOn(t, OFFERED, both),
       )
@@ -551,7 +570,7 @@ async function main(): Promise<void> {
   const aedesPhases = gw[1] ? [...both, { rate: gw[1].offeredPerSec }] : both;
   const aedesRelay = want('plain')
     ? await withTarget(
-        () => pinned(() => startForkedGateway('aedes', { oneCore })),
+        () => pinned(() => startForkedGateway('aedes', { oneCore, compiled })),
         (t) => throughputOn(t, OFFERED, aedesPhases),
       )
     : [];
@@ -619,6 +638,7 @@ async function main(): Promise<void> {
         pinned: pinnedAll,
         offeredPerSec: OFFERED,
         nodeFlags: nodeFlags(process.env, { oneCore }),
+        gatewayCode: codeNote,
         cpuProfiler: CPU_PROF,
         ...transitSetup(),
       },
@@ -644,12 +664,19 @@ async function main(): Promise<void> {
   const gwStorm = await withTarget(
     () =>
       pinned(() =>
-        startForkedGateway('gateway', { ...(CPU_PROF ? { cpuProfDir: stormProfDir } : {}), oneCore }),
+        startForkedGateway('gateway', {
+          ...(CPU_PROF ? { cpuProfDir: stormProfDir } : {}),
+          oneCore,
+          compiled,
+        }),
       ),
     stormOn,
   );
   addProfile(stormProfDir, 'gateway process, whole storm run (provisioning, initial connects, storm)');
-  const aedesStorm = await withTarget(() => pinned(() => startForkedGateway('aedes', { oneCore })), stormOn);
+  const aedesStorm = await withTarget(
+    () => pinned(() => startForkedGateway('aedes', { oneCore, compiled })),
+    stormOn,
+  );
   const mosqStorm = mosqBin ? await withTarget(() => pinned(() => startMosquitto(mosqBin)), stormOn) : null;
 
   const gMax = gw[0];
@@ -686,6 +713,8 @@ async function main(): Promise<void> {
       pinned: pinnedAll,
       /** The Node flags of the forked gateway and bare Aedes (platform/node-flags.ts, PLK_NODE_FLAGS). */
       nodeFlags: nodeFlags(process.env, { oneCore }),
+      /** How the forked gateway and bare Aedes ran: compiled (dist/) or from source through tsx. */
+      gatewayCode: codeNote,
       /** --cpu-prof: the gateway ran under the V8 profiler, whose cost is in its figures. */
       cpuProfiler: CPU_PROF,
       ...transitSetup(),

@@ -1,9 +1,10 @@
 // Load-test targets: the embedded PlushLink gateway, an external one, and plain brokers (bare Aedes, Mosquitto).
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { type AddressInfo, createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { HeapSpaceInfo } from 'node:v8';
 import { Aedes } from 'aedes';
 import type { Registry } from 'prom-client';
@@ -160,20 +161,52 @@ export interface ForkedGateway extends Target {
   readonly pid: number;
 }
 
+/** This module's compiled twin in dist/ (the same file when this one is compiled). */
+const COMPILED_HERE = import.meta.url.endsWith('.ts')
+  ? new URL('../../dist/scripts/loadtest/targets.js', import.meta.url).href
+  : import.meta.url;
+
+/**
+ * Compiles the tree into dist/ (`tsc -p tsconfig.build.json`, as `npm run build` does without the
+ * web bundle) so that a benchmark's forked gateway runs the code `plushlink gateway` runs, not the
+ * same sources through tsx: tsx's transform keeps function names with an `Object.defineProperty`
+ * call on every closure it creates (`__name`), which the compiled code does not pay. Returns null
+ * when done, or why it could not (then the caller runs from source and says so).
+ */
+export function buildCompiled(): string | null {
+  const root = fileURLToPath(
+    new URL(import.meta.url.endsWith('.ts') ? '../../' : '../../../', import.meta.url),
+  );
+  const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc');
+  if (!existsSync(tsc)) return 'typescript is not installed (npm ci)';
+  const r = spawnSync(process.execPath, [tsc, '-p', join(root, 'tsconfig.build.json')], {
+    cwd: root,
+    encoding: 'utf8',
+    timeout: 120_000,
+  });
+  if (r.status === 0) return null;
+  const first = `${r.stdout ?? ''}${r.stderr ?? ''}`.trim().split('\n')[0] ?? '';
+  return `tsc -p tsconfig.build.json failed${first ? `: ${first}` : ''}`;
+}
+
 /**
  * The embedded gateway in a child process on 127.0.0.1:0: its CPU and RSS (read from /proc) are
  * its own, and the load generator's sockets do not count against its file-descriptor limit.
  */
 export async function startForkedGateway(
   what: 'gateway' | 'aedes' = 'gateway',
-  /** `oneCore`: the caller will pin the child to one core (the benchmarks), see ONE_CORE_FLAGS. */
-  opts: { cpuProfDir?: string; oneCore?: boolean } = {},
+  /**
+   * `oneCore`: the caller will pin the child to one core (the benchmarks), see ONE_CORE_FLAGS.
+   * `compiled`: run the child from dist/ (what `plushlink` runs; the caller built it, see
+   * buildCompiled) even when this module runs from source.
+   */
+  opts: { cpuProfDir?: string; oneCore?: boolean; compiled?: boolean } = {},
 ): Promise<ForkedGateway> {
   const prof = opts.cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', opts.cpuProfDir] : [];
   // --expose-gc: memory() reports the live heap after a full collection (bench:idle). The gateway
   // and bare Aedes alike start with the flags the plushlink command has (platform/node-flags.ts).
   prof.push('--expose-gc', ...nodeFlags(process.env, { oneCore: opts.oneCore === true }));
-  const child = forkModule(import.meta.url, 'gateway-child', [what], {
+  const child = forkModule(opts.compiled ? COMPILED_HERE : import.meta.url, 'gateway-child', [what], {
     execArgv: prof,
     serialization: 'advanced',
     stdio: ['ignore', 'ignore', 'inherit', 'ipc'],

@@ -83,4 +83,25 @@ describe('node flags', () => {
       await f.close();
     }
   }, 60_000);
+
+  it('compiled: the forked gateway runs the compiled child from dist/ (what plushlink runs), not tsx', async () => {
+    // dist/ is built by `npm ci` (prepare); the benchmark rebuilds it first (buildCompiled).
+    const f = await startForkedGateway('gateway', { compiled: true });
+    try {
+      const argv = cmdline(f.pid);
+      expect(argv.some((a) => a.endsWith('/dist/scripts/loadtest/gateway-child.js'))).toBe(true);
+      expect(argv).not.toContain('tsx');
+      for (const flag of NODE_FLAGS) expect(argv).toContain(flag);
+    } finally {
+      await f.close();
+    }
+    const source = await startForkedGateway('aedes');
+    try {
+      const argv = cmdline(source.pid);
+      expect(argv).toContain('tsx');
+      expect(argv.some((a) => a.endsWith('/scripts/loadtest/gateway-child.ts'))).toBe(true);
+    } finally {
+      await source.close();
+    }
+  }, 60_000);
 });
