@@ -14,6 +14,7 @@ import { createConnectToken } from '../../shared/token.ts';
 import { inboxTopic } from '../../shared/topics.ts';
 import type { EndpointId } from '../../shared/types.ts';
 import {
+  buildCompiled,
   type ForkedGateway,
   type MemorySample,
   openFileLimit,
@@ -371,8 +372,14 @@ async function main(): Promise<void> {
       process.exit(2);
     }
   }
+  // Both run compiled (dist/), as `plushlink gateway` does; see bench:gateway (docs/LOADTEST.md).
+  const buildFailed = process.env.PLK_BENCH_FROM_SOURCE === '1' ? 'PLK_BENCH_FROM_SOURCE=1' : buildCompiled();
+  const compiled = buildFailed === null;
+  const codeNote = compiled ? 'compiled (dist/, tsc)' : `source (tsx): ${buildFailed}`;
+  log(`systems under test run ${codeNote}`);
   for (const target of targets as ('gateway' | 'aedes')[]) {
     const gw = await startForkedGateway(target, {
+      compiled,
       ...(target === 'gateway' && o.cpuProf ? { cpuProfDir: o.cpuProf } : {}),
       // pinned to core 0 below, like bench:gateway's systems under test (ONE_CORE_FLAGS)
       oneCore: generatorPinned,
@@ -403,6 +410,8 @@ async function main(): Promise<void> {
     setup: {
       /** The Node flags of the forked gateway and bare Aedes (platform/node-flags.ts, PLK_NODE_FLAGS). */
       nodeFlags: nodeFlags(process.env, { oneCore: generatorPinned }),
+      /** How the forked gateway and bare Aedes ran: compiled (dist/) or from source through tsx. */
+      gatewayCode: codeNote,
       fileDescriptors: fdNote,
       pinned: generatorPinned,
       sources: `127.0.k.1, ${o.perSource} connections each`,
