@@ -108,5 +108,28 @@ for (const [name, open] of STORES) {
       await store.addFamilyMember(FAMILY, loner.id, 8);
       expect(memberIds(await rosters.forEndpoint(rec!))).toContain(loner.id);
     });
+
+    it('forEndpoint reads the endpoint again only when it had no family when authenticated', async () => {
+      // A family, once set, never changes (STORE_OTHER_FAMILY): the connect's record is enough.
+      const reads = vi.spyOn(store, 'getEndpoint');
+      const rec = await store.getEndpoint(toy.id);
+      reads.mockClear();
+      expect(memberIds(await rosters.forEndpoint(rec!)).sort()).toEqual([toy.id, mum.id].sort());
+      expect(reads).not.toHaveBeenCalled();
+      // Without one, the store says whether it has joined one since.
+      const loner = generateIdentity('toy', rnd);
+      await store.addEndpoint({
+        id: loner.id,
+        role: 'toy',
+        signPublicKey: loner.signPublicKey,
+        boxPublicKey: loner.boxPublicKey,
+        createdAt: 9,
+      });
+      const lonerRec = await store.getEndpoint(loner.id);
+      reads.mockClear();
+      await store.addFamilyMember(FAMILY, loner.id, 10);
+      expect(memberIds(await rosters.forEndpoint(lonerRec!))).toContain(loner.id);
+      expect(reads).toHaveBeenCalledTimes(1);
+    });
   });
 }
