@@ -33,6 +33,19 @@ async function register(store: GatewayStore, who: PrivateIdentity, at: number): 
   await store.addFamilyMember(FAMILY, who.id, at);
 }
 
+/** A toy registered without a family, and its record as read then. */
+async function addLoner(store: GatewayStore, at: number) {
+  const loner = generateIdentity('toy', rnd);
+  await store.addEndpoint({
+    id: loner.id,
+    role: 'toy',
+    signPublicKey: loner.signPublicKey,
+    boxPublicKey: loner.boxPublicKey,
+    createdAt: at,
+  });
+  return { loner, rec: await store.getEndpoint(loner.id) };
+}
+
 const memberIds = (bytes: Uint8Array | null): string[] =>
   bytes ? decodeRoster(bytes).members.map((m) => m.id) : [];
 
@@ -94,15 +107,7 @@ for (const [name, open] of STORES) {
     });
 
     it('forEndpoint follows the endpoint into its family', async () => {
-      const loner = generateIdentity('toy', rnd);
-      await store.addEndpoint({
-        id: loner.id,
-        role: 'toy',
-        signPublicKey: loner.signPublicKey,
-        boxPublicKey: loner.boxPublicKey,
-        createdAt: 7,
-      });
-      const rec = await store.getEndpoint(loner.id);
+      const { loner, rec } = await addLoner(store, 7);
       expect(await rosters.forEndpoint(rec!)).toBeNull();
       await rosters.forFamily(FAMILY); // cached before the loner joins
       await store.addFamilyMember(FAMILY, loner.id, 8);
@@ -117,15 +122,7 @@ for (const [name, open] of STORES) {
       expect(memberIds(await rosters.forEndpoint(rec!)).sort()).toEqual([toy.id, mum.id].sort());
       expect(reads).not.toHaveBeenCalled();
       // Without one, the store says whether it has joined one since.
-      const loner = generateIdentity('toy', rnd);
-      await store.addEndpoint({
-        id: loner.id,
-        role: 'toy',
-        signPublicKey: loner.signPublicKey,
-        boxPublicKey: loner.boxPublicKey,
-        createdAt: 9,
-      });
-      const lonerRec = await store.getEndpoint(loner.id);
+      const { loner, rec: lonerRec } = await addLoner(store, 9);
       reads.mockClear();
       await store.addFamilyMember(FAMILY, loner.id, 10);
       expect(memberIds(await rosters.forEndpoint(lonerRec!))).toContain(loner.id);
