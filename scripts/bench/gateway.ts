@@ -19,7 +19,7 @@ import { transitHoldText } from '../loadtest/report-text.ts';
 import { audioPool, buildFleet, registrations, workerInits } from '../loadtest/runner.ts';
 import { Session } from '../loadtest/session.ts';
 import {
-  buildCompiled,
+  benchCode,
   type ForkedGateway,
   findMosquitto,
   type ResourceSample,
@@ -532,12 +532,7 @@ async function main(): Promise<void> {
   const generatorPinned = pin(process.pid, GENERATOR_CORE);
   pinnedAll &&= generatorPinned;
   oneCore = generatorPinned;
-  if (process.env.PLK_BENCH_FROM_SOURCE === '1') codeNote = 'source (tsx): PLK_BENCH_FROM_SOURCE=1';
-  else {
-    const why = buildCompiled();
-    compiled = why === null;
-    codeNote = compiled ? 'compiled (dist/, tsc)' : `source (tsx): ${why}`;
-  }
+  ({ compiled, note: codeNote } = benchCode());
   log(`systems under test run ${codeNote}`);
   log(
     `gateway throughput (offered ${OFFERED}/s, ${THROUGHPUT_TOYS} toys, 8 s clips, --seal resign); ${generatorPinned ? `systems under test on core ${SUT_CORE}, generator on core ${GENERATOR_CORE}` : 'taskset unavailable: NOT pinned'}`,

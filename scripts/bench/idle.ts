@@ -14,7 +14,7 @@ import { createConnectToken } from '../../shared/token.ts';
 import { inboxTopic } from '../../shared/topics.ts';
 import type { EndpointId } from '../../shared/types.ts';
 import {
-  buildCompiled,
+  benchCode,
   type ForkedGateway,
   type MemorySample,
   openFileLimit,
@@ -373,9 +373,7 @@ async function main(): Promise<void> {
     }
   }
   // Both run compiled (dist/), as `plushlink gateway` does; see bench:gateway (docs/LOADTEST.md).
-  const buildFailed = process.env.PLK_BENCH_FROM_SOURCE === '1' ? 'PLK_BENCH_FROM_SOURCE=1' : buildCompiled();
-  const compiled = buildFailed === null;
-  const codeNote = compiled ? 'compiled (dist/, tsc)' : `source (tsx): ${buildFailed}`;
+  const { compiled, note: codeNote } = benchCode();
   log(`systems under test run ${codeNote}`);
   for (const target of targets as ('gateway' | 'aedes')[]) {
     const gw = await startForkedGateway(target, {

@@ -190,6 +190,18 @@ export function buildCompiled(): string | null {
 }
 
 /**
+ * How a benchmark's forked systems under test run: compiled (buildCompiled succeeded) unless
+ * PLK_BENCH_FROM_SOURCE=1 or the build failed, then from source through tsx; `note` says which
+ * and why, for the log and the JSON's `setup.gatewayCode`.
+ */
+export function benchCode(env: NodeJS.ProcessEnv = process.env): { compiled: boolean; note: string } {
+  const why = env.PLK_BENCH_FROM_SOURCE === '1' ? 'PLK_BENCH_FROM_SOURCE=1' : buildCompiled();
+  return why === null
+    ? { compiled: true, note: 'compiled (dist/, tsc)' }
+    : { compiled: false, note: `source (tsx): ${why}` };
+}
+
+/**
  * The embedded gateway in a child process on 127.0.0.1:0: its CPU and RSS (read from /proc) are
  * its own, and the load generator's sockets do not count against its file-descriptor limit.
  */

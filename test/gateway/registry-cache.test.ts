@@ -9,7 +9,15 @@ import { openSqliteStore } from '../../gateway/store/sqlite.ts';
 import { toBase32 } from '../../shared/bytes.ts';
 import { generateIdentity, type PrivateIdentity } from '../../shared/identity.ts';
 import { seededRandom } from '../../shared/random.ts';
-import { closed, type Harness, inbox, makeClip, sleep, startHarness } from './helpers/harness.ts';
+import {
+  closed,
+  type Harness,
+  inbox,
+  makeClip,
+  registerEndpoint,
+  sleep,
+  startHarness,
+} from './helpers/harness.ts';
 
 const NOW = 1_700_000_000_000;
 const TTL = 1000;
@@ -62,16 +70,8 @@ function counted(inner: GatewayStore): Counted {
   return Object.assign(c, { store });
 }
 
-async function register(store: GatewayStore, id: PrivateIdentity, family?: FamilyId): Promise<void> {
-  await store.addEndpoint({
-    id: id.id,
-    role: id.role === 'toy' ? 'toy' : 'parent',
-    signPublicKey: id.signPublicKey,
-    boxPublicKey: id.boxPublicKey,
-    createdAt: NOW,
-  });
-  if (family) await store.addFamilyMember(family, id.id, NOW);
-}
+const register = (store: GatewayStore, who: PrivateIdentity, family?: FamilyId): Promise<void> =>
+  registerEndpoint(store, who, NOW, family);
 
 describe('RegistryCache on a real SQLite store', () => {
   let dir: string;

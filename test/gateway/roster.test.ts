@@ -12,6 +12,7 @@ import { defaultCrypto } from '../../shared/crypto.ts';
 import { generateIdentity, type PrivateIdentity } from '../../shared/identity.ts';
 import { seededRandom } from '../../shared/random.ts';
 import { decodeRoster } from '../../shared/roster.ts';
+import { registerEndpoint } from './helpers/harness.ts';
 
 const rnd = seededRandom('test/gateway/roster');
 const gateway = generateIdentity('gateway', rnd);
@@ -22,27 +23,13 @@ const STORES: readonly [string, (dir: string) => GatewayStore][] = [
   ['SqliteStore', (dir) => openSqliteStore(join(dir, 'store'))],
 ];
 
-async function register(store: GatewayStore, who: PrivateIdentity, at: number): Promise<void> {
-  await store.addEndpoint({
-    id: who.id,
-    role: who.role === 'toy' ? 'toy' : 'parent',
-    signPublicKey: who.signPublicKey,
-    boxPublicKey: who.boxPublicKey,
-    createdAt: at,
-  });
-  await store.addFamilyMember(FAMILY, who.id, at);
-}
+const register = (store: GatewayStore, who: PrivateIdentity, at: number): Promise<void> =>
+  registerEndpoint(store, who, at, FAMILY);
 
 /** A toy registered without a family, and its record as read then. */
 async function addLoner(store: GatewayStore, at: number) {
   const loner = generateIdentity('toy', rnd);
-  await store.addEndpoint({
-    id: loner.id,
-    role: 'toy',
-    signPublicKey: loner.signPublicKey,
-    boxPublicKey: loner.boxPublicKey,
-    createdAt: at,
-  });
+  await registerEndpoint(store, loner, at);
   return { loner, rec: await store.getEndpoint(loner.id) };
 }
 

@@ -78,6 +78,23 @@ export interface Harness {
   close(): Promise<void>;
 }
 
+/** Registers `who` (its public keys, its role) at `at`, and makes it a member of `family` if given. */
+export async function registerEndpoint(
+  store: GatewayStore,
+  who: PrivateIdentity,
+  at: number,
+  family?: FamilyId,
+): Promise<void> {
+  await store.addEndpoint({
+    id: who.id,
+    role: who.role === 'toy' ? 'toy' : 'parent',
+    signPublicKey: who.signPublicKey,
+    boxPublicKey: who.boxPublicKey,
+    createdAt: at,
+  });
+  if (family) await store.addFamilyMember(family, who.id, at);
+}
+
 export type HarnessOptions = Partial<Omit<GatewayOptions, 'identity' | 'store' | 'audit'>>;
 
 let seq = 0;
@@ -127,13 +144,7 @@ export async function startHarness(
     url: () => `mqtt://127.0.0.1:${h.gw.address().port}`,
     port: () => h.gw.address().port,
     async register(identity) {
-      await h.store.addEndpoint({
-        id: identity.id,
-        role: identity.role === 'toy' ? 'toy' : 'parent',
-        signPublicKey: identity.signPublicKey,
-        boxPublicKey: identity.boxPublicKey,
-        createdAt: clock.now,
-      });
+      await registerEndpoint(h.store, identity, clock.now);
     },
     async family() {
       const id = `f${toBase32(systemRandom(16))}` as FamilyId;
