@@ -72,11 +72,13 @@ export interface EndpointEvents {
     readonly attempt: number;
     readonly chunk?: ChunkRef;
   };
-  /** PUBACK: the gateway has durably stored the envelope [PLK-12.3]. `ms` since sealing. */
+  /** The gateway has durably stored the envelope [PLK-12.3] (PUBACK, or a receipt when that was lost). `ms` since sealing. */
   acked: {
     readonly clipId: string;
     readonly sequence: number;
     readonly ms: number;
+    /** What proved the clip stored: its PUBACK, or (that PUBACK lost) a recipient's receipt. */
+    readonly via: 'puback' | 'receipt';
     readonly chunk?: ChunkRef;
   };
   /** A recipient's receipt for one of our clips came back: `ms` from sealing to receipt arrival. */
@@ -720,7 +722,11 @@ export abstract class Endpoint extends TypedEmitter<EndpointEvents> {
     }
   }
 
-  private async ack(item: OutboxItem): Promise<void> {
+  /**
+   * The gateway has stored `item` — its PUBACK came, or a recipient's receipt proves it [PLK-12.3]:
+   * removes it from the outbox and reports `acked` once, whichever proof came first.
+   */
+  private async ack(item: OutboxItem, via: 'puback' | 'receipt' = 'puback'): Promise<void> {
     const outbox = this.outboxValue;
     if (!outbox) return;
     let removed = false;
@@ -735,6 +741,7 @@ export abstract class Endpoint extends TypedEmitter<EndpointEvents> {
         clipId: item.clipId,
         sequence: item.sequence,
         ms: this.clock.now() - at,
+        via,
         ...this.chunkField(item.clipId),
       });
     }
@@ -1184,12 +1191,8 @@ export abstract class Endpoint extends TypedEmitter<EndpointEvents> {
           ...this.chunkField(clipId),
         });
       // A receipt proves the gateway accepted the clip: if its PUBACK was lost, stop resending it.
-      const outbox = this.outboxValue;
-      if (outbox?.has(clipId) && this.inFlight !== clipId) {
-        void outbox
-          .remove(clipId)
-          .catch((err: unknown) => this.emit('error', { where: 'outbox', error: toError(err) }));
-      }
+      const item = this.outboxValue?.items().find((it) => it.clipId === clipId);
+      if (item && this.inFlight !== clipId) void this.ack(item, 'receipt');
     } catch (err) {
       if (!isPlushlinkError(err)) this.emit('error', { where: 'receipt', error: toError(err) });
     }

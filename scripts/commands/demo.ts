@@ -49,7 +49,11 @@ export function attachDemoLog(
     const verb = member.role === 'toy' ? 'recorded' : 'sent a voice message of';
     line(`${who} ${verb} ${(e.durationMs / 1000).toFixed(1)} s, sealed for ${to} (${kB(e.bytes)})`);
   });
-  ep.on('acked', (e) => line(`${who} clip #${e.sequence} stored by the gateway (PUBACK after ${e.ms} ms)`));
+  ep.on('acked', (e) =>
+    line(
+      `${who} clip #${e.sequence} stored by the gateway (${e.via === 'receipt' ? 'PUBACK lost; a receipt proved it' : 'PUBACK'} after ${e.ms} ms)`,
+    ),
+  );
   ep.on('received', (e) => {
     if (e.duplicate) line(`${me} discarded a duplicate of ${names.name(e.sender)}'s clip (receipted again)`);
     else latency.set(e.clipId, e.latencyMs);

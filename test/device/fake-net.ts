@@ -34,6 +34,10 @@ class FakeLink implements EndpointLink {
         this.pending.delete(reject);
         if (this.net.holdAcks) return; // simulate a PUBACK that never arrives
         const ok = this.net.ingest(this, topic, payload);
+        if (ok && this.net.loseAcksOf.has(this.id)) {
+          this.pending.add(reject); // stored, but its PUBACK is lost: pending until the link dies
+          return;
+        }
         if (ok) resolve();
         else {
           reject(new Error('refused'));
@@ -75,6 +79,8 @@ class FakeLink implements EndpointLink {
 export class FakeNet implements Connector {
   up = true;
   holdAcks = false;
+  /** Endpoints whose publishes are stored and forwarded, but whose PUBACKs never arrive. */
+  readonly loseAcksOf = new Set<EndpointId>();
   /** Links announce a roster after the proof (then `push` one); default false. */
   sendsRoster = false;
   connects = 0;

@@ -199,6 +199,41 @@ describe('toy ↔ parent over the transport double', () => {
     await b.stop();
   });
 
+  it('a clip whose PUBACK was lost and whose receipt came first is reported acknowledged once, not resent', async () => {
+    const clock = new VirtualClock();
+    const net = new FakeNet();
+    const base = { gateway: publicPart(gateway), family, connector: net, clock };
+    const toy = new Toy({ ...base, identity: toyId, seed: 'lost-ack', encoderPool: pool });
+    const mum = new ParentApp({ ...base, identity: mumId, seed: 'lm' });
+    const dad = new ParentApp({ ...base, identity: dadId, seed: 'ld' });
+    const acked = collect(toy, 'acked');
+    const delivered = collect(toy, 'delivered');
+    await toy.start();
+    await clock.advance(10);
+    net.loseAcksOf.add(toyId.id);
+    const rec = await toy.record(0.5, { kind: 'synth', seed: 7 });
+    await clock.advance(10);
+    // Stored and queued for the parents (offline), but its PUBACK never came: the Wi-Fi drops.
+    expect(net.published.filter((p) => p.from === toyId.id)).toHaveLength(1);
+    expect(acked).toEqual([]);
+    net.loseAcksOf.delete(toyId.id);
+    toy.dropConnection();
+    // Both parents come online meanwhile, open the clip and receipt it; the receipts wait for the toy.
+    await mum.start();
+    await dad.start();
+    await clock.advance(1);
+    await until(() => net.published.filter((p) => p.payload[0] === MSG.RECEIPT).length === 2, 'two receipts');
+    // The toy reconnects: the receipts arrive before its pump resends, and prove the clip stored.
+    await clock.advance(1000);
+    await until(() => delivered.length === 2, 'receipts at the toy');
+    await clock.advance(1000);
+    await until(() => acked.length >= 1, 'the clip reported acknowledged');
+    expect(acked.map((a) => [a.clipId, a.sequence, a.via])).toEqual([[rec.clipId, rec.sequence, 'receipt']]);
+    expect(toy.outbox?.size).toBe(0);
+    expect(net.published.filter((p) => p.from === toyId.id && p.payload[0] === MSG.CLIP)).toHaveLength(1);
+    for (const ep of [toy, mum, dad]) await ep.stop();
+  });
+
   it('refuses to record into a full outbox with a typed error', async () => {
     const net = new FakeNet();
     net.up = false;
