@@ -31,13 +31,10 @@ class FakeLink implements EndpointLink {
       // PUBACK after the "store write": a microtask later, unless the link dies first.
       void Promise.resolve().then(() => {
         if (this.closed) return;
-        this.pending.delete(reject);
-        if (this.net.holdAcks) return; // simulate a PUBACK that never arrives
         const ok = this.net.ingest(this, topic, payload);
-        if (ok && this.net.loseAcksOf.has(this.id)) {
-          this.pending.add(reject); // stored, but its PUBACK is lost: pending until the link dies
-          return;
-        }
+        // Stored, but its PUBACK is lost: the publish stays pending until the link dies.
+        if (ok && this.net.loseAcksOf.has(this.id)) return;
+        this.pending.delete(reject);
         if (ok) resolve();
         else {
           reject(new Error('refused'));
@@ -78,7 +75,6 @@ class FakeLink implements EndpointLink {
 /** Accepts clips with increasing sequence numbers, acknowledges duplicates, forwards clips and receipts. */
 export class FakeNet implements Connector {
   up = true;
-  holdAcks = false;
   /** Endpoints whose publishes are stored and forwarded, but whose PUBACKs never arrive. */
   readonly loseAcksOf = new Set<EndpointId>();
   /** Links announce a roster after the proof (then `push` one); default false. */
